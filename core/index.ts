@@ -1,0 +1,21 @@
+export {
+  AgentError,
+  ConfigError,
+  ValidationError,
+  LimitError,
+  SnapshotConflictError,
+  StoreError,
+  TimeoutError,
+  ToolError,
+  serializeError,
+} from "./errors.js";
+export type { ErrorCode, AgentErrorOptions, SerializedError } from "./errors.js";
+export { assert, InvariantError } from "./assert.js";
+export { defaultLimits, limitsSchema, resolveLimits } from "./limits.js";
+export type { Limits } from "./limits.js";
+export { systemClock, SimulatedClock } from "./clock.js";
+export type { Clock } from "./clock.js";
+export { newId, sha256, idempotencyKeyOf } from "./ids.js";
+export { encodeBounded, canonicalJson } from "./json.js";
+export type { Json, JsonBounds } from "./json.js";
+export type * from "./ports/index.js";

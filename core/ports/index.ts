@@ -1,0 +1,31 @@
+export type {
+  Store,
+  ActorStatus,
+  EffectState,
+  NewActor,
+  ActorRecord,
+  ActorQuery,
+  JournalKind,
+  PlannedItems,
+  JournalEntry,
+  EffectRecord,
+  EffectPatch,
+  EffectGuard,
+  EffectOutcome,
+  NewMessage,
+  MessageRecord,
+  TimerRecord,
+  StepCommit,
+  CommitOutcome,
+} from "./store.js";
+export type {
+  ModelClient,
+  ModelRequest,
+  ModelResponse,
+  ModelUsage,
+  ModelToolSpec,
+  ModelCallContext,
+  ChatMessage,
+  ToolCallRequest,
+} from "./model-client.js";
+export type { Transport } from "./transport.js";

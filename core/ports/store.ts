@@ -1,0 +1,284 @@
+import type { SerializedError } from "../errors.js";
+import type { Json } from "../json.js";
+
+/**
+ * The storage port. The runtime (`actors/`) talks to storage only through this interface;
+ * `persistence/memory`, `persistence/pglite` and `persistence/pg` implement it and pass one
+ * conformance suite (`test/conformance/store.suite.ts`).
+ *
+ * Every record is keyed by tenant first. Every write that belongs to a step goes through
+ * {@link Store.commitSteps}, one transaction guarded by the actor's revision and lease epoch.
+ */
+export interface Store {
+  /** A short name of the adapter, for logs and benchmarks ("memory", "pglite", "pg"). */
+  readonly kind: string;
+  /** Creates or upgrades the schema. Idempotent; migrations are recorded in a table. */
+  migrate(): Promise<void>;
+  /** Releases connections. Idempotent. */
+  close(): Promise<void>;
+
+  /**
+   * Creates an actor row (a run's root actor when `runKey` is given, else a child created outside
+   * a step). With a `runKey` that already exists, returns the existing actor with `created: false`,
+   * or throws `ERR_IDEMPOTENCY_MISMATCH` when the stored run was started with different input.
+   */
+  createActor(actor: NewActor, options?: { runKey?: string; inputHash?: string }): Promise<{ actor: ActorRecord; created: boolean }>;
+  /** Reads one actor, or `undefined`. */
+  getActor(tenantId: string, actorId: string): Promise<ActorRecord | undefined>;
+  /** Finds the root actor of a run by its idempotency key. */
+  findRun(tenantId: string, runKey: string): Promise<ActorRecord | undefined>;
+  /** Lists actors of a tenant, optionally only the children of one parent or one status. */
+  listActors(tenantId: string, query: ActorQuery): Promise<ActorRecord[]>;
+
+  /**
+   * Commits steps of one or more actors in one transaction (group commit). Each commit is guarded
+   * independently: one whose expected revision or epoch is stale is refused (`ok: false` with a
+   * `SnapshotConflictError`) and writes nothing, while the others commit.
+   */
+  commitSteps(commits: readonly StepCommit[]): Promise<CommitOutcome[]>;
+
+  /** Reads journal entries of an actor with `seq > afterSeq`, in order, at most `limit`. */
+  readJournal(tenantId: string, actorId: string, query: { afterSeq?: number; limit: number }): Promise<JournalEntry[]>;
+
+  /** Lists the effects of an actor in creation order, optionally only those in some states. */
+  listEffects(tenantId: string, actorId: string, query?: { states?: readonly EffectState[] }): Promise<EffectRecord[]>;
+  /** Reads one effect, or `undefined`. */
+  getEffect(tenantId: string, actorId: string, effectId: string): Promise<EffectRecord | undefined>;
+  /**
+   * Changes an effect outside a step (dispatch bookkeeping: running, attempts, unknown, retry
+   * schedule). Applies only when the effect is in one of `fromStates` and, when `epoch` is given,
+   * the actor's lease epoch still equals it.
+   *
+   * @returns whether the effect was changed
+   */
+  updateEffect(tenantId: string, actorId: string, effectId: string, patch: EffectPatch, guard: EffectGuard): Promise<boolean>;
+
+  /**
+   * Puts a message into an actor's durable mailbox. A message id seen before is not added again
+   * (`created: false`), whether or not it was applied.
+   *
+   * @throws AgentError `ERR_ACTOR_NOT_FOUND`, `ERR_ACTOR_NOT_ACTIVE`, or `ERR_MAILBOX_FULL` when the
+   *   actor already holds `mailboxDepthMax` pending messages
+   */
+  enqueueMessage(message: NewMessage, options: { mailboxDepthMax: number }): Promise<{ created: boolean }>;
+  /** Pending (not yet applied) messages of an actor, oldest first, at most `limit`. */
+  pendingMessages(tenantId: string, actorId: string, limit: number): Promise<MessageRecord[]>;
+  /** Reads one mailbox message, or `undefined`. */
+  getMessage(tenantId: string, actorId: string, messageId: string): Promise<MessageRecord | undefined>;
+
+  /** The timers an actor has armed. */
+  listTimers(tenantId: string, actorId: string): Promise<TimerRecord[]>;
+
+  /**
+   * Takes over every active actor for `nodeId`: increments its lease epoch and sets the owner.
+   * Used by a node at start-up to recover (single node: everything not finished is its own).
+   *
+   * @returns the claimed actors with their new epochs
+   */
+  claimActiveActors(nodeId: string, limit: number): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>>;
+
+  /** Reads a payload stored by reference. */
+  getBlob(tenantId: string, blobId: string): Promise<string | undefined>;
+}
+
+/** Life of an actor. Every status but `active` is final. */
+export type ActorStatus = "active" | "completed" | "failed" | "stopped" | "halted";
+
+/** The states of an effect (DESIGN.md §4). `awaiting-approval` is reserved for governance. */
+export type EffectState = "planned" | "running" | "completed" | "failed" | "unknown" | "awaiting-approval" | "cancelled";
+
+/** An actor to create. */
+export interface NewActor {
+  tenantId: string;
+  actorId: string;
+  agentType: string;
+  agentVersion: number;
+  parentId: string | undefined;
+  rootId: string;
+  /** The name under which the parent spawned it. */
+  name: string | undefined;
+  depth: number;
+  input: Json;
+  epoch: number;
+  ownerNode: string | undefined;
+  createdAt: number;
+}
+
+/** An actor as stored. Revision equals the seq of its last journal entry (0 before its first step). */
+export interface ActorRecord extends NewActor {
+  status: ActorStatus;
+  revision: number;
+  /** The last full snapshot (a versioned envelope), if any step has run. */
+  snapshot: Json | undefined;
+  /** The seq at which `snapshot` was taken (0 when none). */
+  snapshotSeq: number;
+  /** Hash of the last journal entry ("" before the first). */
+  lastHash: string;
+  output: Json | undefined;
+  error: SerializedError | undefined;
+  /** Children spawned over its life. */
+  childCount: number;
+  updatedAt: number;
+}
+
+/** Which actors {@link Store.listActors} returns. */
+export interface ActorQuery {
+  parentId?: string;
+  status?: ActorStatus;
+  limit: number;
+}
+
+/** Kinds of journal entries. `init` is an actor's first step. */
+export type JournalKind = "init" | "event";
+
+/** Everything a step planned, recorded with it so that replay and audit see it. */
+export interface PlannedItems {
+  effects: Array<{ effectId: string; kind: "tool" | "model"; name: string }>;
+  timers: Array<{ timerId: string; name: string; dueAt: number }>;
+  cancelledTimers: string[];
+  messages: Array<{ messageId: string; toActorId: string; type: string }>;
+  children: Array<{ actorId: string; name: string; agentType: string }>;
+}
+
+/** One committed step. */
+export interface JournalEntry {
+  tenantId: string;
+  actorId: string;
+  seq: number;
+  kind: JournalKind;
+  /** The event applied (for `init`, `{ type: "tessera.init", input }`); large ones by reference. */
+  event: Json;
+  /** Blob id when the event was stored by reference (then `event` holds only its type). */
+  eventRef: string | undefined;
+  /** The mailbox message this step applied, if it came through the mailbox. */
+  messageId: string | undefined;
+  planned: PlannedItems;
+  /** The statechart's state value after the step. */
+  stateValue: Json;
+  status: ActorStatus;
+  /** SHA-256 (base64url) of the persisted state after the step. */
+  stateHash: string;
+  /** Hash of this entry, chained over `prevHash`. */
+  hash: string;
+  prevHash: string;
+  epoch: number;
+  nodeId: string;
+  createdAt: number;
+}
+
+/** An effect: a tool or model call planned by a step. */
+export interface EffectRecord {
+  tenantId: string;
+  actorId: string;
+  effectId: string;
+  kind: "tool" | "model";
+  name: string;
+  args: Json;
+  idempotencyKey: string;
+  idempotent: boolean;
+  state: EffectState;
+  /** Attempts started, counted in the store. */
+  attempts: number;
+  /** Earliest time of the next attempt (ms since epoch), for retries. */
+  nextAttemptAt: number | undefined;
+  result: Json | undefined;
+  /** Blob id when the result was stored by reference. */
+  resultRef: string | undefined;
+  error: SerializedError | undefined;
+  /** Token counts of a model call. */
+  usage: { inputTokens: number; outputTokens: number } | undefined;
+  createdSeq: number;
+  completedSeq: number | undefined;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Fields of an effect that {@link Store.updateEffect} may change. */
+export interface EffectPatch {
+  state?: EffectState;
+  attempts?: number;
+  nextAttemptAt?: number | undefined;
+  error?: SerializedError | undefined;
+  updatedAt: number;
+}
+
+/** When {@link Store.updateEffect} applies. */
+export interface EffectGuard {
+  fromStates: readonly EffectState[];
+  epoch?: number;
+}
+
+/** The outcome of an effect, committed in the step that applies it. */
+export interface EffectOutcome {
+  effectId: string;
+  state: "completed" | "failed";
+  result: Json | undefined;
+  resultRef: string | undefined;
+  error: SerializedError | undefined;
+  usage: { inputTokens: number; outputTokens: number } | undefined;
+  attempts: number;
+}
+
+/** A message for an actor's durable mailbox. */
+export interface NewMessage {
+  tenantId: string;
+  actorId: string;
+  messageId: string;
+  event: Json;
+  /** Who sent it: `external`, an actor id, or `system`. */
+  sender: string;
+  createdAt: number;
+}
+
+/** A mailbox message as stored. */
+export interface MessageRecord extends NewMessage {
+  /** The seq of the step that applied it, once applied. */
+  appliedSeq: number | undefined;
+}
+
+/** A durable timer: an absolute deadline. */
+export interface TimerRecord {
+  tenantId: string;
+  actorId: string;
+  timerId: string;
+  name: string;
+  dueAt: number;
+  createdSeq: number;
+}
+
+/** Everything one step writes, in one transaction with its guard. */
+export interface StepCommit {
+  tenantId: string;
+  actorId: string;
+  /** The actor's revision before this step; the commit sets it to `entry.seq`. */
+  expectedRevision: number;
+  /** The lease epoch the committing node holds. */
+  epoch: number;
+  entry: JournalEntry;
+  actor: {
+    status: ActorStatus;
+    output: Json | undefined;
+    error: SerializedError | undefined;
+    /** A full snapshot, when this step is due one. */
+    snapshot: Json | undefined;
+    childCount: number;
+    updatedAt: number;
+  };
+  /** The mailbox message this step applied, marked applied in the same transaction. */
+  appliedMessageId: string | undefined;
+  /** The effect whose outcome this step applied. */
+  effectOutcome: EffectOutcome | undefined;
+  effects: EffectRecord[];
+  timersSet: TimerRecord[];
+  /** Timer ids removed: cancelled by the step, or the timer whose firing it applied. */
+  timersCleared: string[];
+  /** Messages for other actors' mailboxes (the outbox is the recipient's mailbox). */
+  messages: NewMessage[];
+  children: NewActor[];
+  blobs: Array<{ blobId: string; data: string }>;
+  /** When the actor reaches a final status, its open effects are cancelled and its timers cleared. */
+  finalize: boolean;
+}
+
+/** The result of one {@link StepCommit}. */
+export type CommitOutcome = { ok: true } | { ok: false; error: Error };
