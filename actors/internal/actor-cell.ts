@@ -1,0 +1,262 @@
+import { SpanStatusCode } from "@opentelemetry/api";
+import { assert } from "../../core/assert.js";
+import { serializeError } from "../../core/errors.js";
+import { newId, sha256 } from "../../core/ids.js";
+import { canonicalJson, type Json } from "../../core/json.js";
+import type { ActorStatus, EffectOutcome, EffectRecord, JournalEntry, StepCommit } from "../../core/ports/store.js";
+import type { AgentDefinition } from "../define-agent.js";
+import { stateHashOf, toEnvelope, type ActorState } from "./actor-state.js";
+import type { EffectOwner, SettledEffect } from "./effect-runner.js";
+import type { LoadedActor } from "./rehydrate.js";
+import { identityOf } from "./rehydrate.js";
+import { planStep, type ActorIdentity, type StepPlan } from "./plan-step.js";
+import type { RuntimeContext } from "./runtime-context.js";
+
+type StepEvent = { type: string } & Record<string, Json>;
+
+/** @internal One unit of work for an actor. */
+export type WorkItem =
+  | { kind: "init" }
+  | { kind: "message"; messageId: string; event: StepEvent }
+  | { kind: "effect"; settled: SettledEffect }
+  | { kind: "timer"; timerId: string; name: string };
+
+/**
+ * @internal A resident actor: its state, its in-memory queue, one step at a time. The durable
+ * mailbox is in the store; this queue only orders what this node already knows about.
+ */
+export class ActorCell implements EffectOwner {
+  readonly identity: ActorIdentity;
+  def: AgentDefinition;
+  state: ActorState | undefined;
+  revision: number;
+  snapshotSeq: number;
+  lastHash: string;
+  readonly epoch: number;
+  status: ActorStatus = "active";
+  #forceSnapshot: boolean;
+  #queue: WorkItem[] = [];
+  readonly #queuedMessages = new Set<string>();
+  readonly #openEffects = new Set<string>();
+  readonly #armed = new Map<string, { timerId: string; cancel: () => void }>();
+  #running = false;
+  #live = true;
+  readonly #runtime: RuntimeContext;
+
+  constructor(runtime: RuntimeContext, loaded: LoadedActor) {
+    this.#runtime = runtime;
+    this.identity = identityOf(loaded.record);
+    this.def = loaded.def;
+    this.state = loaded.state;
+    this.revision = loaded.record.revision;
+    this.snapshotSeq = loaded.record.snapshotSeq;
+    this.lastHash = loaded.record.lastHash;
+    this.epoch = loaded.record.epoch;
+    this.#forceSnapshot = loaded.migrated;
+  }
+
+  /** @returns a stable key of this actor within the node */
+  get key(): string {
+    return `${this.identity.tenantId}\u0000${this.identity.actorId}`;
+  }
+
+  isLive(): boolean {
+    return this.#live && this.status === "active";
+  }
+
+  /** Stops the cell: drops its queue, disarms its timers; late effect results are ignored. */
+  evict(): void {
+    this.#live = false;
+    this.#queue = [];
+    for (const armed of this.#armed.values()) armed.cancel();
+    this.#armed.clear();
+  }
+
+  /** Whether the cell has nothing queued or running. */
+  get idle(): boolean {
+    return !this.#running && this.#queue.length === 0;
+  }
+
+  /** Queues a mailbox message unless it is already queued. */
+  enqueueMessage(messageId: string, event: StepEvent): void {
+    if (this.#queuedMessages.has(messageId)) return;
+    this.#queuedMessages.add(messageId);
+    this.#push({ kind: "message", messageId, event });
+  }
+
+  /** Queues the first step of an actor that has none. */
+  enqueueInit(): void {
+    this.#push({ kind: "init" });
+  }
+
+  settle(settled: SettledEffect): void {
+    if (!this.#openEffects.has(settled.outcome.effectId)) return;
+    this.#push({ kind: "effect", settled });
+  }
+
+  /** Applies an outcome established outside the runner (reconciliation of an `unknown` effect). */
+  reconcile(settled: SettledEffect): void {
+    this.#openEffects.add(settled.outcome.effectId);
+    this.#push({ kind: "effect", settled });
+  }
+
+  touched(): void {
+    this.#runtime.notify(this);
+  }
+
+  /** Starts an effect found open in the store (recovery) or planned by a step. */
+  dispatchEffect(effect: EffectRecord, recovering: boolean): void {
+    this.#openEffects.add(effect.effectId);
+    this.#runtime.effects.dispatch(this, effect, recovering);
+  }
+
+  /** Re-arms a stored timer; a due one fires at once. */
+  armTimer(timerId: string, name: string, dueAt: number): void {
+    this.#armed.get(name)?.cancel();
+    const cancel = this.#runtime.clock.setTimer(() => {
+      this.#armed.delete(name);
+      this.#push({ kind: "timer", timerId, name });
+    }, Math.max(0, dueAt - this.#runtime.clock.now()));
+    this.#armed.set(name, { timerId, cancel });
+  }
+
+  #push(item: WorkItem): void {
+    if (!this.#live) return;
+    this.#queue.push(item);
+    if (!this.#running) void this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    this.#running = true;
+    try {
+      while (this.#queue.length > 0 && this.isLive()) {
+        const item = this.#queue.shift()!;
+        await this.#step(item);
+      }
+    } finally {
+      this.#running = false;
+      this.#runtime.notify(this);
+    }
+  }
+
+  async #step(item: WorkItem): Promise<void> {
+    const event = this.#eventOf(item);
+    if (event === undefined) return;
+    const runtime = this.#runtime;
+    const seq = this.revision + 1;
+    const now = runtime.clock.now();
+    const span = runtime.tracer.startSpan(`tessera.step ${event.type}`, {
+      attributes: { "tessera.tenant": this.identity.tenantId, "tessera.actor": this.identity.actorId, "tessera.seq": seq, "tessera.agent.type": this.def.type },
+    });
+    let plan: StepPlan;
+    try {
+      plan = planStep({ def: this.def, state: this.state, event, actor: this.identity, seq, now, limits: runtime.limits, latestVersionOf: (t) => runtime.registry.latestVersionOf(t) });
+    } catch (error) {
+      span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+      throw error;
+    }
+    const commit = this.#commitOf(item, event, plan, seq, now);
+    const outcome = await runtime.committer.submit(commit);
+    span.end();
+    if (!outcome.ok) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.message });
+      runtime.logger.warn({ err: serializeError(outcome.error), actorId: this.identity.actorId, seq }, "step commit refused: reloading the actor from the store");
+      runtime.reload(this);
+      return;
+    }
+    this.#afterCommit(item, plan, commit);
+  }
+
+  #eventOf(item: WorkItem): StepEvent | undefined {
+    switch (item.kind) {
+      case "init":
+        return { type: "tessera.init", input: this.#runtime.inputOf(this) };
+      case "message":
+        return item.event;
+      case "effect":
+        return item.settled.event;
+      case "timer":
+        // A timer cancelled or replaced after it fired in memory is not applied.
+        return this.state?.timers[item.name]?.timerId === item.timerId ? { type: `timer.${item.name}`, timerId: item.timerId } : undefined;
+    }
+  }
+
+  #commitOf(item: WorkItem, event: StepEvent, plan: StepPlan, seq: number, now: number): StepCommit {
+    const { limits, nodeId } = this.#runtime;
+    const envelope = toEnvelope(this.def, plan.next);
+    const stateHash = stateHashOf(envelope);
+    const final = plan.status !== "active";
+    const snapshotDue = final || this.#forceSnapshot || seq === 1 || seq - this.snapshotSeq >= limits.snapshotIntervalSteps;
+    // A large effect result is written once as a blob referenced by the effect row; an event too
+    // large for the journal row goes by reference too.
+    const blobs: Array<{ blobId: string; data: string }> = [];
+    if (item.kind === "effect" && item.settled.blob !== undefined) blobs.push(item.settled.blob);
+    let journalEvent: Json = event;
+    let eventRef: string | undefined;
+    const eventText = JSON.stringify(event);
+    if (Buffer.byteLength(eventText) > limits.inlinePayloadBytesMax) {
+      eventRef = newId("blob");
+      blobs.push({ blobId: eventRef, data: eventText });
+      journalEvent = { type: event.type };
+    }
+    const planned = plan.planned;
+    const { tenantId, actorId } = this.identity;
+    const body = { seq, kind: item.kind === "init" ? "init" : "event", event: journalEvent, eventRef, messageId: item.kind === "message" ? item.messageId : undefined, planned, stateHash, epoch: this.epoch, nodeId, createdAt: now };
+    const hash = sha256(this.lastHash + canonicalJson(body));
+    const entry: JournalEntry = {
+      tenantId, actorId, seq, kind: item.kind === "init" ? "init" : "event", event: journalEvent, eventRef,
+      messageId: body.messageId, planned, stateValue: (plan.next.machine?.value ?? null) as Json, status: plan.status,
+      stateHash, hash, prevHash: this.lastHash, epoch: this.epoch, nodeId, createdAt: now,
+    };
+    const outcome: EffectOutcome | undefined = item.kind === "effect" ? item.settled.outcome : undefined;
+    return {
+      tenantId, actorId, expectedRevision: this.revision, epoch: this.epoch, entry,
+      actor: { status: plan.status, output: plan.output, error: plan.error, snapshot: snapshotDue ? (envelope as unknown as Json) : undefined, childCount: plan.next.childCount, updatedAt: now },
+      appliedMessageId: item.kind === "message" ? item.messageId : undefined,
+      effectOutcome: outcome,
+      effects: plan.effects,
+      timersSet: plan.timersSet,
+      timersCleared: item.kind === "timer" ? [...plan.timersCleared, item.timerId] : plan.timersCleared,
+      messages: plan.messages,
+      children: plan.children.map((child) => ({ ...child, epoch: 1, ownerNode: nodeId })),
+      blobs,
+      finalize: final,
+    };
+  }
+
+  /** Only after the commit does anything leave the process. */
+  #afterCommit(item: WorkItem, plan: StepPlan, commit: StepCommit): void {
+    assert(commit.entry.seq === this.revision + 1, "journal seq is contiguous");
+    this.revision = commit.entry.seq;
+    this.lastHash = commit.entry.hash;
+    if (commit.actor.snapshot !== undefined) this.snapshotSeq = commit.entry.seq;
+    this.#forceSnapshot = false;
+    this.state = plan.next;
+    this.status = plan.status;
+    if (item.kind === "message") this.#queuedMessages.delete(item.messageId);
+    if (item.kind === "effect") this.#openEffects.delete(item.settled.outcome.effectId);
+    const runtime = this.#runtime;
+    for (const [name, armed] of this.#armed) {
+      if (plan.next.timers[name]?.timerId === armed.timerId) continue;
+      armed.cancel();
+      this.#armed.delete(name);
+    }
+    if (this.status !== "active") {
+      this.evict();
+    } else {
+      for (const timer of plan.timersSet) this.armTimer(timer.timerId, timer.name, timer.dueAt);
+      for (const effect of plan.effects) if (effect.state === "planned") this.dispatchEffect(effect, false);
+    }
+    for (const child of commit.children) runtime.activateNew(child.tenantId, child.actorId);
+    for (const message of plan.messages) runtime.deliver(message);
+    for (const action of plan.afterCommit) {
+      try {
+        action();
+      } catch (error) {
+        runtime.logger.warn({ err: serializeError(error), actorId: this.identity.actorId }, "a non-durable action threw after the commit");
+      }
+    }
+    runtime.notify(this);
+  }
+}

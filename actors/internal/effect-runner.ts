@@ -1,0 +1,218 @@
+import { SpanStatusCode, type Tracer } from "@opentelemetry/api";
+import type { Clock } from "../../core/clock.js";
+import { AgentError, serializeError, TimeoutError, type SerializedError } from "../../core/errors.js";
+import { newId } from "../../core/ids.js";
+import { encodeBounded, type Json } from "../../core/json.js";
+import type { Limits } from "../../core/limits.js";
+import type { ModelClient, ModelRequest, ModelResponse } from "../../core/ports/model-client.js";
+import type { EffectOutcome, EffectRecord, Store } from "../../core/ports/store.js";
+import type { AgentDefinition } from "../define-agent.js";
+import type { Logger } from "../logger.js";
+
+/** @internal What the runner hands back to the actor when an effect is settled. */
+export interface SettledEffect {
+  outcome: EffectOutcome;
+  /** The event the actor applies. */
+  event: { type: string } & Record<string, Json>;
+  /** A result too large to keep inline, to be written as a blob in the same commit. */
+  blob: { blobId: string; data: string } | undefined;
+}
+
+/** @internal The actor an effect belongs to, as the runner sees it. */
+export interface EffectOwner {
+  def: AgentDefinition;
+  epoch: number;
+  /** False once the actor is evicted or finished: late results are dropped. */
+  isLive(): boolean;
+  settle(settled: SettledEffect): void;
+  /** Tells waiters that an effect changed state outside a step (e.g. became unknown). */
+  touched(): void;
+}
+
+/** @internal Dependencies of the runner. */
+export interface EffectRunnerDeps {
+  store: Store;
+  clock: Clock;
+  limits: Limits;
+  tracer: Tracer;
+  logger: Logger;
+  model: ModelClient | undefined;
+  retry: { baseDelayMs: number; maxDelayMs: number };
+}
+
+/**
+ * @internal Runs effects after their step committed: at most once for non-idempotent tools, with
+ * capped exponential backoff and full jitter for idempotent ones, attempts counted in the store.
+ */
+export class EffectRunner {
+  readonly #deps: EffectRunnerDeps;
+  readonly #inflight = new Map<string, AbortController>();
+  #closed = false;
+
+  constructor(deps: EffectRunnerDeps) {
+    this.#deps = deps;
+  }
+
+  /** Effects currently executing. */
+  get inflightCount(): number {
+    return this.#inflight.size;
+  }
+
+  /**
+   * Dispatches an effect. `recovering` says the effect was found open in the store by a node
+   * that (re)activated its actor: a non-idempotent one that was running becomes `unknown`.
+   */
+  dispatch(owner: EffectOwner, effect: EffectRecord, recovering: boolean): void {
+    void this.#run(owner, effect, recovering).catch((error: unknown) => {
+      this.#deps.logger.error({ err: serializeError(error), actorId: effect.actorId, effectId: effect.effectId }, "effect dispatch failed");
+    });
+  }
+
+  /** Aborts every executing effect; their outcomes are dropped and recovery redoes them. */
+  close(): void {
+    this.#closed = true;
+    for (const controller of this.#inflight.values()) controller.abort(new AgentError("ERR_NODE_CLOSED", "node is closing"));
+  }
+
+  async #run(owner: EffectOwner, effect: EffectRecord, recovering: boolean): Promise<void> {
+    const { store, clock } = this.#deps;
+    const key = { tenantId: effect.tenantId, actorId: effect.actorId, effectId: effect.effectId };
+    const tool = effect.kind === "tool" ? owner.def.tools.find((t) => t.name === effect.name) : undefined;
+    const idempotent = effect.kind === "model" || (tool?.idempotent ?? effect.idempotent);
+    if (!idempotent) {
+      if (effect.state === "running") {
+        // It may or may not have happened: never retried blindly, left for reconciliation.
+        await store.updateEffect(key.tenantId, key.actorId, key.effectId, { state: "unknown", updatedAt: clock.now() }, { fromStates: ["running"], epoch: owner.epoch });
+        this.#deps.logger.warn({ ...key, tool: effect.name }, "non-idempotent effect was running during a crash: now unknown, awaiting reconcile");
+        owner.touched();
+        return;
+      }
+      const claimed = await store.updateEffect(key.tenantId, key.actorId, key.effectId, { state: "running", attempts: 1, updatedAt: clock.now() }, { fromStates: ["planned"], epoch: owner.epoch });
+      if (!claimed || !owner.isLive()) return;
+      return this.#attempt(owner, effect, 1, false);
+    }
+    const attemptsMax = tool?.retry?.attemptsMax ?? this.#deps.limits.effectAttemptsMax;
+    let attempt = effect.attempts + 1;
+    if (recovering || effect.state === "running") {
+      // The attempt that was under way when the previous owner stopped counts.
+      if (attempt > attemptsMax) return this.#giveUp(owner, effect, attempt - 1, { code: "ERR_TOOL_FAILED", message: `effect ${effect.effectId} used all ${attemptsMax} attempts` });
+      const ok = await store.updateEffect(key.tenantId, key.actorId, key.effectId, { state: "running", attempts: attempt, updatedAt: clock.now() }, { fromStates: ["planned", "running"], epoch: owner.epoch });
+      if (!ok) return;
+    } else {
+      attempt = 1;
+    }
+    const waitMs = (effect.nextAttemptAt ?? 0) - clock.now();
+    if (waitMs > 0) await new Promise<void>((resolve) => clock.setTimer(resolve, waitMs));
+    if (!owner.isLive() || this.#closed) return;
+    return this.#attempt(owner, effect, attempt, true);
+  }
+
+  async #attempt(owner: EffectOwner, effect: EffectRecord, attempt: number, idempotent: boolean): Promise<void> {
+    const { limits, tracer } = this.#deps;
+    const tool = effect.kind === "tool" ? owner.def.tools.find((t) => t.name === effect.name) : undefined;
+    const timeoutMs = tool?.timeoutMs ?? limits.toolTimeoutMsDefault;
+    const controller = new AbortController();
+    const slot = `${effect.tenantId}\u0000${effect.actorId}\u0000${effect.effectId}`;
+    this.#inflight.set(slot, controller);
+    const cancelTimeout = this.#deps.clock.setTimer(() => controller.abort(new TimeoutError(`${effect.kind} ${effect.name} timed out after ${timeoutMs} ms`, { details: { tool: effect.name, timeoutMs } })), timeoutMs);
+    const span = tracer.startSpan(`tessera.effect ${effect.name}`, {
+      attributes: { "tessera.tenant": effect.tenantId, "tessera.actor": effect.actorId, "tessera.effect": effect.effectId, "tessera.attempt": attempt, "tessera.effect.kind": effect.kind },
+    });
+    try {
+      const raced = await this.#execute(owner, effect, attempt, controller.signal);
+      span.end();
+      if (!owner.isLive()) return;
+      owner.settle(this.#settled(effect, attempt, raced.output, raced.usage));
+    } catch (thrown) {
+      const error = controller.signal.aborted ? controller.signal.reason : thrown;
+      span.setStatus({ code: SpanStatusCode.ERROR, message: String((error as Error)?.message ?? error) });
+      span.end();
+      if (!owner.isLive() || this.#closed) return;
+      await this.#failed(owner, effect, attempt, idempotent, error);
+    } finally {
+      cancelTimeout();
+      this.#inflight.delete(slot);
+    }
+  }
+
+  async #execute(owner: EffectOwner, effect: EffectRecord, attempt: number, signal: AbortSignal): Promise<{ output: unknown; usage: EffectOutcome["usage"] }> {
+    // A timeout aborts the signal; a tool that ignores its signal is still abandoned at the deadline.
+    const aborted = new Promise<never>((_, reject) => {
+      if (signal.aborted) reject(signal.reason);
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+    });
+    if (effect.kind === "model") {
+      const model = this.#deps.model;
+      if (model === undefined) throw new AgentError("ERR_CONFIG", "an agent called a model but the node has no `model` option");
+      const response: ModelResponse = await Promise.race([model.complete(effect.args as unknown as ModelRequest, { signal, idempotencyKey: effect.idempotencyKey }), aborted]);
+      return { output: response, usage: response.usage };
+    }
+    const tool = owner.def.tools.find((t) => t.name === effect.name);
+    if (tool === undefined) throw new AgentError("ERR_UNKNOWN_TOOL", `agent ${owner.def.type} has no tool "${effect.name}"`, { details: { tool: effect.name } });
+    const context = { idempotencyKey: effect.idempotencyKey, signal, tenantId: effect.tenantId, actorId: effect.actorId, effectId: effect.effectId, attempt, epoch: owner.epoch };
+    const raw = await Promise.race([tool.execute(effect.args, context), aborted]);
+    const parsed = tool.output.safeParse(raw);
+    if (!parsed.success) {
+      throw new AgentError("ERR_TOOL_OUTPUT_INVALID", `output of tool ${tool.name} does not match its schema`, { details: { tool: tool.name, issues: parsed.error.issues as unknown as Json } });
+    }
+    return { output: parsed.data, usage: undefined };
+  }
+
+  #settled(effect: EffectRecord, attempt: number, output: unknown, usage: EffectOutcome["usage"]): SettledEffect {
+    const { limits } = this.#deps;
+    let text: string;
+    try {
+      text = encodeBounded(output, { bytesMax: limits.payloadBytesMax, depthMax: limits.jsonDepthMax, what: `result of ${effect.kind} ${effect.name}` });
+    } catch (error) {
+      return this.#failure(effect, attempt, serializeError(error));
+    }
+    const big = Buffer.byteLength(text) > limits.inlinePayloadBytesMax;
+    const blob = big ? { blobId: newId("blob"), data: text } : undefined;
+    const result = JSON.parse(text) as Json;
+    return {
+      outcome: { effectId: effect.effectId, state: "completed", result: big ? undefined : result, resultRef: blob?.blobId, error: undefined, usage, attempts: attempt },
+      event: { type: `${effect.kind}.${effect.name}.done`, effectId: effect.effectId, output: result },
+      blob,
+    };
+  }
+
+  #failure(effect: EffectRecord, attempt: number, error: SerializedError): SettledEffect {
+    return {
+      outcome: { effectId: effect.effectId, state: "failed", result: undefined, resultRef: undefined, error, usage: undefined, attempts: attempt },
+      event: { type: `${effect.kind}.${effect.name}.failed`, effectId: effect.effectId, error: error as unknown as Json },
+      blob: undefined,
+    };
+  }
+
+  async #failed(owner: EffectOwner, effect: EffectRecord, attempt: number, idempotent: boolean, error: unknown): Promise<void> {
+    const { store, clock } = this.#deps;
+    const serialized = serializeError(error);
+    const key = [effect.tenantId, effect.actorId, effect.effectId] as const;
+    if (!idempotent) {
+      if (error instanceof TimeoutError) {
+        // Timed out: the tool may have acted. At most once means we cannot try again or call it failed.
+        await store.updateEffect(...key, { state: "unknown", error: serialized, updatedAt: clock.now() }, { fromStates: ["running"], epoch: owner.epoch });
+        owner.touched();
+        return;
+      }
+      return owner.settle(this.#failure(effect, attempt, serialized));
+    }
+    const tool = effect.kind === "tool" ? owner.def.tools.find((t) => t.name === effect.name) : undefined;
+    const attemptsMax = tool?.retry?.attemptsMax ?? this.#deps.limits.effectAttemptsMax;
+    const retryable = !(error instanceof AgentError) || error.retryable;
+    if (!retryable || attempt >= attemptsMax) return this.#giveUp(owner, effect, attempt, serialized);
+    const base = tool?.retry?.baseDelayMs ?? this.#deps.retry.baseDelayMs;
+    const cap = tool?.retry?.maxDelayMs ?? this.#deps.retry.maxDelayMs;
+    const delayMs = Math.floor(Math.random() * Math.min(cap, base * 2 ** (attempt - 1)));
+    const next = attempt + 1;
+    const ok = await store.updateEffect(...key, { state: "running", attempts: next, nextAttemptAt: clock.now() + delayMs, error: serialized, updatedAt: clock.now() }, { fromStates: ["planned", "running"], epoch: owner.epoch });
+    if (!ok) return;
+    await new Promise<void>((resolve) => clock.setTimer(resolve, delayMs));
+    if (!owner.isLive() || this.#closed) return;
+    return this.#attempt(owner, effect, next, true);
+  }
+
+  #giveUp(owner: EffectOwner, effect: EffectRecord, attempts: number, error: SerializedError): void {
+    owner.settle(this.#failure(effect, attempts, { ...error, details: { ...error.details, attempts } }));
+  }
+}

@@ -1,0 +1,98 @@
+import type { TracerProvider } from "@opentelemetry/api";
+import { z } from "zod";
+import type { Clock } from "../core/clock.js";
+import { ConfigError } from "../core/errors.js";
+import { newId } from "../core/ids.js";
+import { limitsSchema, resolveLimits, type Limits } from "../core/limits.js";
+import type { ModelClient } from "../core/ports/model-client.js";
+import type { Store } from "../core/ports/store.js";
+import type { Transport } from "../core/ports/transport.js";
+import type { AgentDefinition } from "./define-agent.js";
+import type { Logger } from "./logger.js";
+
+/** Options of {@link createNode}. */
+export interface NodeOptions {
+  /** Where actors live. The node does not close it: whoever opened it does. */
+  store: Store;
+  /** Every agent type (and every version still running) this node can host. */
+  agents: readonly AgentDefinition[];
+  /** The model behind `callModel`. Required only by agents that call a model. */
+  model?: ModelClient;
+  /** Reserved for the cluster transport; the embedded node needs none. */
+  transport?: Transport;
+  /** @defaultValue the system clock */
+  clock?: Clock;
+  /** @defaultValue the global OpenTelemetry provider (a no-op unless one is registered) */
+  tracerProvider?: TracerProvider;
+  /** @defaultValue JSON lines to stderr at `warn` */
+  logger?: Logger;
+  /** Overrides of named limits (core/limits.ts). */
+  limits?: Partial<Limits>;
+  /** @defaultValue a random id */
+  nodeId?: string;
+  /** Default retry of idempotent tools. */
+  retry?: { baseDelayMs?: number; maxDelayMs?: number };
+  /** How often `waitForStatus` re-reads the store, in milliseconds. @defaultValue 200 */
+  statusPollMs?: number;
+  /** Actors activated at once during recovery. @defaultValue 16 */
+  recoveryConcurrency?: number;
+}
+
+/** @internal Options after parsing: every field present. */
+export interface ResolvedNodeOptions {
+  store: Store;
+  agents: readonly AgentDefinition[];
+  model: ModelClient | undefined;
+  transport: Transport | undefined;
+  clock: Clock | undefined;
+  tracerProvider: TracerProvider | undefined;
+  logger: Logger | undefined;
+  limits: Limits;
+  nodeId: string;
+  retry: { baseDelayMs: number; maxDelayMs: number };
+  statusPollMs: number;
+  recoveryConcurrency: number;
+}
+
+const schema = z
+  .object({
+    store: z.custom<Store>((v) => typeof v === "object" && v !== null && typeof (v as Store).commitSteps === "function", "a Store"),
+    agents: z.array(z.custom<AgentDefinition>((v) => typeof v === "object" && v !== null && "machine" in v, "an agent from defineAgent")).min(1),
+    model: z.custom<ModelClient>((v) => typeof v === "object" && v !== null && typeof (v as ModelClient).complete === "function").optional(),
+    transport: z.custom<Transport>().optional(),
+    clock: z.custom<Clock>((v) => typeof v === "object" && v !== null && typeof (v as Clock).now === "function").optional(),
+    tracerProvider: z.custom<TracerProvider>().optional(),
+    logger: z.custom<Logger>().optional(),
+    limits: limitsSchema.optional(),
+    nodeId: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/).optional(),
+    retry: z.object({ baseDelayMs: z.number().int().min(0).max(3_600_000), maxDelayMs: z.number().int().min(0).max(86_400_000) }).partial().strict().optional(),
+    statusPollMs: z.number().int().min(1).max(60_000).optional(),
+    recoveryConcurrency: z.number().int().min(1).max(1024).optional(),
+  })
+  .strict();
+
+/** @internal Parses node options once, at construction. */
+export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
+  const parsed = schema.safeParse(options);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(`invalid node option ${issue?.path.join(".") || "(root)"}: ${issue?.message ?? "invalid"}`, {
+      details: { issues: parsed.error.issues.map((i) => ({ path: i.path.join("."), code: i.code, message: i.message })) },
+    });
+  }
+  const o = parsed.data;
+  return {
+    store: o.store,
+    agents: o.agents,
+    model: o.model,
+    transport: o.transport,
+    clock: o.clock,
+    tracerProvider: o.tracerProvider,
+    logger: o.logger,
+    limits: resolveLimits(o.limits),
+    nodeId: o.nodeId ?? newId("node"),
+    retry: { baseDelayMs: o.retry?.baseDelayMs ?? 100, maxDelayMs: o.retry?.maxDelayMs ?? 30_000 },
+    statusPollMs: o.statusPollMs ?? 200,
+    recoveryConcurrency: o.recoveryConcurrency ?? 16,
+  };
+}

@@ -1,0 +1,508 @@
+import { trace, type Tracer } from "@opentelemetry/api";
+import { systemClock, type Clock } from "../core/clock.js";
+import { AgentError, serializeError, TimeoutError, ValidationError, type SerializedError } from "../core/errors.js";
+import { newId, sha256 } from "../core/ids.js";
+import { canonicalJson, encodeBounded, type Json } from "../core/json.js";
+import type { Limits } from "../core/limits.js";
+import type { ActorRecord, ActorStatus, EffectRecord, JournalEntry, NewMessage, Store } from "../core/ports/store.js";
+import { ActorCell } from "./internal/actor-cell.js";
+import { AgentRegistry } from "./internal/agent-registry.js";
+import { EffectRunner } from "./internal/effect-runner.js";
+import { GroupCommitter } from "./internal/group-committer.js";
+import { reservedEventPrefixes } from "./internal/plan-step.js";
+import { foldJournal, loadActor } from "./internal/rehydrate.js";
+import type { RuntimeContext } from "./internal/runtime-context.js";
+import { createJsonLogger, type Logger } from "./logger.js";
+import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from "./node-options.js";
+import { toEnvelope } from "./internal/actor-state.js";
+
+/** What a caller reads about an actor. */
+export interface ActorView {
+  tenantId: string;
+  actorId: string;
+  agentType: string;
+  agentVersion: number;
+  parentId: string | undefined;
+  rootId: string;
+  name: string | undefined;
+  depth: number;
+  status: ActorStatus;
+  /** The statechart's current state value. */
+  stateValue: Json;
+  /** Seq of the last committed step. */
+  revision: number;
+  output: Json | undefined;
+  error: SerializedError | undefined;
+  /** The node that holds the actor's lease, and the lease epoch. */
+  ownerNode: string | undefined;
+  epoch: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Arguments of {@link TesseraNode.startRun}. */
+export interface StartRunRequest {
+  tenantId: string;
+  agentType: string;
+  input: Json;
+  /** A second start with the same key returns the same run. */
+  idempotencyKey: string;
+}
+
+/** Arguments of {@link TesseraNode.sendEvent}. */
+export interface SendEventRequest {
+  tenantId: string;
+  actorId: string;
+  event: { type: string } & Record<string, Json>;
+  /** The event is applied once per message id, however often it is sent. */
+  messageId: string;
+}
+
+/** Arguments of {@link TesseraNode.reconcileEffect}: what really happened to an `unknown` effect. */
+export interface ReconcileRequest {
+  tenantId: string;
+  actorId: string;
+  effectId: string;
+  outcome: { state: "completed"; result: Json } | { state: "failed"; error: SerializedError };
+}
+
+const finalStatuses: readonly ActorStatus[] = ["completed", "failed", "stopped", "halted"];
+const idPattern = /^[A-Za-z0-9_.:@-]+$/;
+
+/**
+ * A Tessera node: hosts actors, runs their steps one at a time each, commits every step before
+ * acting on it, and recovers everything unfinished when it starts.
+ */
+export class TesseraNode {
+  /** This node's id (owner of the leases it holds). */
+  readonly nodeId: string;
+  readonly #options: ResolvedNodeOptions;
+  readonly #store: Store;
+  readonly #clock: Clock;
+  readonly #limits: Limits;
+  readonly #logger: Logger;
+  readonly #tracer: Tracer;
+  readonly #registry: AgentRegistry;
+  readonly #committer: GroupCommitter;
+  readonly #effects: EffectRunner;
+  readonly #cells = new Map<string, ActorCell>();
+  readonly #activating = new Map<string, Promise<ActorCell | undefined>>();
+  readonly #inputs = new Map<string, Json>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+  readonly #runtime: RuntimeContext;
+  #state: "new" | "started" | "closing" | "closed" = "new";
+  #closedPromise: Promise<void> | undefined;
+
+  /** @internal Use {@link createNode}. */
+  constructor(options: NodeOptions) {
+    this.#options = resolveNodeOptions(options);
+    const o = this.#options;
+    this.nodeId = o.nodeId;
+    this.#store = o.store;
+    this.#clock = o.clock ?? systemClock;
+    this.#limits = o.limits;
+    this.#logger = o.logger ?? createJsonLogger("warn");
+    this.#tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer("tessera");
+    this.#registry = new AgentRegistry(o.agents);
+    this.#committer = new GroupCommitter(this.#store, this.#limits.groupCommitStepsMax);
+    this.#effects = new EffectRunner({ store: this.#store, clock: this.#clock, limits: this.#limits, tracer: this.#tracer, logger: this.#logger, model: o.model, retry: o.retry });
+    this.#runtime = {
+      nodeId: this.nodeId,
+      clock: this.#clock,
+      limits: this.#limits,
+      tracer: this.#tracer,
+      logger: this.#logger,
+      registry: this.#registry,
+      committer: this.#committer,
+      effects: this.#effects,
+      inputOf: (cell) => this.#inputs.get(cell.key) ?? null,
+      reload: (cell) => this.#reload(cell),
+      activateNew: (tenantId, actorId) => void this.#activate(tenantId, actorId),
+      deliver: (message) => this.#deliver(message),
+      notify: (cell) => this.#notify(cell.key),
+    };
+  }
+
+  /** Group-commit statistics: batches, commits and the largest batch. */
+  get commitStats(): { batches: number; commits: number; largestBatch: number } {
+    return { ...this.#committer.stats };
+  }
+
+  /** Actors resident in memory on this node. */
+  get residentActors(): number {
+    return this.#cells.size;
+  }
+
+  /**
+   * Takes over every unfinished actor in the store and carries it on: planned effects are
+   * dispatched, running idempotent ones retried with the same key, running non-idempotent ones
+   * marked `unknown`, due timers fired and pending mailbox messages applied.
+   *
+   * @returns the number of actors recovered
+   */
+  async start(): Promise<{ recovered: number }> {
+    if (this.#state !== "new") throw new AgentError("ERR_NODE_STATE", `node ${this.nodeId} cannot start: it is ${this.#state}`);
+    this.#state = "started";
+    const claimed = await this.#store.claimActiveActors(this.nodeId, 1_000_000);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < claimed.length) {
+        const actor = claimed[next++]!;
+        await this.#activate(actor.tenantId, actor.actorId, true);
+      }
+    };
+    await Promise.all(Array.from({ length: this.#options.recoveryConcurrency }, worker));
+    return { recovered: claimed.length };
+  }
+
+  /**
+   * Starts a run: creates its root actor durably, then runs it. The returned promise resolves once
+   * the run is recorded in the store. A second start with the same idempotency key returns the
+   * same run (`created: false`); with different input it throws `ERR_IDEMPOTENCY_MISMATCH`.
+   *
+   * @throws AgentError `ERR_UNKNOWN_AGENT_TYPE`, `ERR_PAYLOAD_TOO_LARGE`, `ERR_PAYLOAD_TOO_DEEP`, `ERR_VALIDATION`
+   */
+  async startRun(request: StartRunRequest): Promise<{ runId: string; created: boolean }> {
+    this.#assertOpen();
+    this.#checkId("tenantId", request.tenantId);
+    this.#checkId("idempotencyKey", request.idempotencyKey);
+    const def = this.#registry.latest(request.agentType);
+    encodeBounded(request.input, { bytesMax: this.#limits.eventBytesMax, depthMax: this.#limits.jsonDepthMax, what: "run input" });
+    const actorId = newId("run");
+    const { actor, created } = await this.#store.createActor(
+      { tenantId: request.tenantId, actorId, agentType: def.type, agentVersion: def.version, parentId: undefined, rootId: actorId, name: undefined, depth: 0, input: request.input, epoch: 1, ownerNode: this.nodeId, createdAt: this.#clock.now() },
+      { runKey: request.idempotencyKey, inputHash: sha256(canonicalJson({ agentType: request.agentType, input: request.input })) },
+    );
+    if (created || actor.ownerNode === this.nodeId) void this.#activate(actor.tenantId, actor.actorId);
+    return { runId: actor.actorId, created };
+  }
+
+  /**
+   * Puts an event into an actor's durable mailbox; it is applied exactly once per message id. The
+   * promise resolves once the message is durable.
+   *
+   * @returns `accepted: false` when this message id was seen before
+   * @throws AgentError `ERR_UNKNOWN_EVENT_TYPE`, `ERR_ACTOR_NOT_FOUND`, `ERR_ACTOR_NOT_ACTIVE`,
+   *   `ERR_MAILBOX_FULL`, `ERR_PAYLOAD_TOO_LARGE`, `ERR_PAYLOAD_TOO_DEEP`, `ERR_VALIDATION`
+   */
+  async sendEvent(request: SendEventRequest): Promise<{ accepted: boolean }> {
+    this.#assertOpen();
+    this.#checkId("tenantId", request.tenantId);
+    this.#checkId("actorId", request.actorId);
+    this.#checkId("messageId", request.messageId);
+    const event = request.event as unknown;
+    if (typeof event !== "object" || event === null || Array.isArray(event) || typeof (event as { type?: unknown }).type !== "string") {
+      throw new ValidationError("ERR_VALIDATION", "an event must be a JSON object with a string `type`");
+    }
+    const type = request.event.type;
+    if (reservedEventPrefixes.some((prefix) => type.startsWith(prefix))) {
+      throw new ValidationError("ERR_UNKNOWN_EVENT_TYPE", `event type "${type}" is reserved for the runtime`, { details: { type } });
+    }
+    encodeBounded(request.event, { bytesMax: this.#limits.eventBytesMax, depthMax: this.#limits.jsonDepthMax, what: `event ${type}` });
+    const record = await this.#store.getActor(request.tenantId, request.actorId);
+    if (record === undefined) throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${request.actorId} in tenant ${request.tenantId}`, { details: { actorId: request.actorId } });
+    const def = this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
+    const accepts = (def.machine.events as readonly string[]).some((e) => e === type || e === "*" || (e.endsWith(".*") && type.startsWith(e.slice(0, -1))));
+    if (!accepts) {
+      throw new ValidationError("ERR_UNKNOWN_EVENT_TYPE", `agent ${record.agentType} v${def.version} handles no event "${type}"`, { details: { type, agentType: record.agentType } });
+    }
+    const message: NewMessage = { tenantId: request.tenantId, actorId: request.actorId, messageId: request.messageId, event: request.event, sender: "external", createdAt: this.#clock.now() };
+    const { created } = await this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax });
+    if (created) this.#deliver(message);
+    return { accepted: created };
+  }
+
+  /**
+   * Stops an actor and its whole subtree, durably, through its mailbox.
+   *
+   * @throws AgentError `ERR_ACTOR_NOT_FOUND`, `ERR_ACTOR_NOT_ACTIVE`
+   */
+  async stopActor(tenantId: string, actorId: string): Promise<void> {
+    this.#assertOpen();
+    const message: NewMessage = { tenantId, actorId, messageId: `stop.${actorId}`, event: { type: "tessera.stop" }, sender: "external", createdAt: this.#clock.now() };
+    const { created } = await this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax + 1 });
+    if (created) this.#deliver(message);
+  }
+
+  /**
+   * Settles an effect left `unknown` (a non-idempotent call interrupted by a crash or timeout) with
+   * what really happened; the actor then receives the matching `.done` or `.failed` event.
+   *
+   * @throws AgentError `ERR_EFFECT_NOT_FOUND`, `ERR_EFFECT_NOT_UNKNOWN`
+   */
+  async reconcileEffect(request: ReconcileRequest): Promise<void> {
+    this.#assertOpen();
+    const effect = await this.#store.getEffect(request.tenantId, request.actorId, request.effectId);
+    if (effect === undefined) throw new AgentError("ERR_EFFECT_NOT_FOUND", `no effect ${request.effectId} on ${request.actorId}`, { details: { ...request, outcome: undefined } });
+    if (effect.state !== "unknown") throw new AgentError("ERR_EFFECT_NOT_UNKNOWN", `effect ${request.effectId} is ${effect.state}, not unknown`, { details: { state: effect.state } });
+    const cell = (await this.#activate(request.tenantId, request.actorId)) ?? undefined;
+    if (cell === undefined) throw new AgentError("ERR_ACTOR_NOT_ACTIVE", `actor ${request.actorId} is not active`);
+    const o = request.outcome;
+    const done = o.state === "completed";
+    cell.reconcile({
+      outcome: { effectId: effect.effectId, state: o.state, result: done ? o.result : undefined, resultRef: undefined, error: done ? undefined : o.error, usage: undefined, attempts: effect.attempts },
+      event: done ? { type: `${effect.kind}.${effect.name}.done`, effectId: effect.effectId, output: o.result, reconciled: true } : { type: `${effect.kind}.${effect.name}.failed`, effectId: effect.effectId, error: o.error as unknown as Json, reconciled: true },
+      blob: undefined,
+    });
+  }
+
+  /** Reads what a caller may know about an actor. @throws AgentError `ERR_ACTOR_NOT_FOUND` */
+  async getActor(tenantId: string, actorId: string): Promise<ActorView> {
+    const record = await this.#store.getActor(tenantId, actorId);
+    if (record === undefined) throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`, { details: { actorId } });
+    const cell = this.#cells.get(`${tenantId}\u0000${actorId}`);
+    let stateValue: Json = null;
+    if (cell?.state?.machine !== undefined && cell.revision === record.revision) stateValue = cell.state.machine.value as Json;
+    else if (record.revision > 0) stateValue = (await this.#store.readJournal(tenantId, actorId, { afterSeq: record.revision - 1, limit: 1 }))[0]?.stateValue ?? null;
+    return viewOf(record, stateValue);
+  }
+
+  /**
+   * Reads the statechart context of an actor, rebuilt from the store if it is not resident.
+   *
+   * @returns the context of the actor's current state
+   */
+  async getContext(tenantId: string, actorId: string): Promise<Json> {
+    const cell = this.#cells.get(`${tenantId}\u0000${actorId}`);
+    if (cell?.state?.machine !== undefined) return structuredClone(cell.state.machine.context) as Json;
+    const replayed = await this.replay(tenantId, actorId);
+    return replayed.context;
+  }
+
+  /**
+   * Waits until an actor reaches one of `statuses` (by default any final status).
+   *
+   * @throws TimeoutError `ERR_TIMEOUT` after `timeoutMs`; the abort reason when `signal` aborts
+   */
+  async waitForStatus(tenantId: string, actorId: string, options: { statuses?: readonly ActorStatus[]; timeoutMs: number; signal?: AbortSignal }): Promise<ActorView> {
+    const wanted = options.statuses ?? finalStatuses;
+    options.signal?.throwIfAborted();
+    const key = `${tenantId}\u0000${actorId}`;
+    const deadline = Date.now() + options.timeoutMs;
+    for (;;) {
+      const view = await this.getActor(tenantId, actorId);
+      if (wanted.includes(view.status)) return view;
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new TimeoutError(`actor ${actorId} did not reach ${wanted.join("|")} within ${options.timeoutMs} ms (it is ${view.status})`, { details: { actorId, status: view.status } });
+      await new Promise<void>((resolve, reject) => {
+        const waiters = this.#waiters.get(key) ?? new Set();
+        this.#waiters.set(key, waiters);
+        const done = (): void => {
+          clearTimeout(timer);
+          waiters.delete(done);
+          options.signal?.removeEventListener("abort", onAbort);
+          resolve();
+        };
+        const onAbort = (): void => {
+          done();
+          reject(options.signal?.reason);
+        };
+        const timer = setTimeout(done, Math.min(remaining, this.#options.statusPollMs));
+        waiters.add(done);
+        options.signal?.addEventListener("abort", onAbort, { once: true });
+      });
+    }
+  }
+
+  /** Reads an actor's journal, in seq order. */
+  async readJournal(tenantId: string, actorId: string, query: { afterSeq?: number; limit?: number } = {}): Promise<JournalEntry[]> {
+    return this.#store.readJournal(tenantId, actorId, { afterSeq: query.afterSeq ?? 0, limit: Math.min(query.limit ?? 1000, 10_000) });
+  }
+
+  /** Lists an actor's effects with their states. */
+  async listEffects(tenantId: string, actorId: string): Promise<EffectRecord[]> {
+    return this.#store.listEffects(tenantId, actorId);
+  }
+
+  /** Lists the children an actor spawned. */
+  async listChildren(tenantId: string, actorId: string): Promise<ActorView[]> {
+    const records = await this.#store.listActors(tenantId, { parentId: actorId, limit: this.#limits.childrenPerActorMax });
+    return Promise.all(records.map((r) => this.getActor(r.tenantId, r.actorId)));
+  }
+
+  /**
+   * Replays an actor from its first step through its journal with the pure step function,
+   * checking every recorded state hash; no tool or model is called.
+   *
+   * @returns the replayed state value and context, and the number of steps folded
+   * @throws AgentError `ERR_REPLAY_DIVERGED` when the statechart no longer reproduces its record
+   */
+  async replay(tenantId: string, actorId: string, options: { toSeq?: number } = {}): Promise<{ stateValue: Json; context: Json; steps: number; stateHash: string | undefined }> {
+    const record = await this.#store.getActor(tenantId, actorId);
+    if (record === undefined) throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`);
+    const def = this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
+    const toSeq = Math.min(options.toSeq ?? record.revision, record.revision);
+    const entries: JournalEntry[] = [];
+    while (entries.length < toSeq) {
+      const page = await this.#store.readJournal(tenantId, actorId, { afterSeq: entries.length, limit: Math.min(1000, toSeq - entries.length) });
+      if (page.length === 0) break;
+      entries.push(...page);
+    }
+    const state = await foldJournal(this.#store, def, record, undefined, entries, this.#limits, (t) => this.#registry.latestVersionOf(t));
+    const machine = state?.machine;
+    return {
+      stateValue: (machine?.value ?? null) as Json,
+      context: (machine?.context ?? null) as Json,
+      steps: entries.length,
+      stateHash: entries.at(-1)?.stateHash,
+    };
+  }
+
+  /** @internal The stored envelope of an actor's state after replay, for tests of snapshot equality. */
+  async replayEnvelope(tenantId: string, actorId: string, toSeq: number): Promise<Json> {
+    const record = await this.#store.getActor(tenantId, actorId);
+    if (record === undefined) throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId}`);
+    const def = this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
+    const entries = await this.#store.readJournal(tenantId, actorId, { afterSeq: 0, limit: toSeq });
+    const state = await foldJournal(this.#store, def, record, undefined, entries, this.#limits, (t) => this.#registry.latestVersionOf(t));
+    return (state === undefined ? null : toEnvelope(def, state)) as unknown as Json;
+  }
+
+  /**
+   * Stops taking new work and waits, at most `graceMs`, for resident actors to become idle and
+   * running effects to finish; then closes.
+   */
+  async drain(options: { graceMs: number }): Promise<void> {
+    if (this.#state === "closed" || this.#state === "closing") return this.close();
+    const deadline = Date.now() + options.graceMs;
+    while (Date.now() < deadline) {
+      const busy = [...this.#cells.values()].some((cell) => !cell.idle) || this.#effects.inflightCount > 0;
+      if (!busy) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return this.close();
+  }
+
+  /**
+   * Closes the node: aborts running effects (recovery redoes them), disarms timers and drops
+   * resident actors. Idempotent. The store is not closed: whoever opened it closes it.
+   */
+  close(): Promise<void> {
+    this.#closedPromise ??= (async () => {
+      this.#state = "closing";
+      this.#effects.close();
+      for (const cell of this.#cells.values()) cell.evict();
+      this.#cells.clear();
+      await Promise.allSettled(this.#activating.values());
+      this.#state = "closed";
+      for (const waiters of this.#waiters.values()) for (const wake of waiters) wake();
+    })();
+    return this.#closedPromise;
+  }
+
+  /** Same as {@link TesseraNode.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #isClosing(): boolean {
+    return this.#state === "closing" || this.#state === "closed";
+  }
+
+  #assertOpen(): void {
+    if (this.#state === "closing" || this.#state === "closed") throw new AgentError("ERR_NODE_CLOSED", `node ${this.nodeId} is closed`);
+  }
+
+  #checkId(field: string, value: unknown): void {
+    if (typeof value !== "string" || value.length === 0 || value.length > this.#limits.idLengthMax || !idPattern.test(value)) {
+      throw new ValidationError("ERR_VALIDATION", `${field} must be 1..${this.#limits.idLengthMax} characters of [A-Za-z0-9_.:@-]`, { details: { field } });
+    }
+  }
+
+  #notify(key: string): void {
+    const waiters = this.#waiters.get(key);
+    if (waiters === undefined) return;
+    for (const wake of [...waiters]) wake();
+  }
+
+  #deliver(message: NewMessage): void {
+    const key = `${message.tenantId}\u0000${message.actorId}`;
+    const cell = this.#cells.get(key);
+    if (cell !== undefined) return cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>);
+    // Not resident: activation reads the pending mailbox, this message included.
+    if (this.#state === "started" || this.#state === "new") void this.#activate(message.tenantId, message.actorId);
+  }
+
+  #reload(cell: ActorCell): void {
+    cell.evict();
+    if (this.#cells.get(cell.key) === cell) this.#cells.delete(cell.key);
+    if (this.#state === "closing" || this.#state === "closed") return;
+    const delayMs = 50 + Math.floor(Math.random() * 200);
+    this.#clock.setTimer(() => void this.#activate(cell.identity.tenantId, cell.identity.actorId), delayMs);
+  }
+
+  /** Loads an actor into memory (once) and resumes whatever it has pending in the store. */
+  #activate(tenantId: string, actorId: string, recovering = false): Promise<ActorCell | undefined> {
+    const key = `${tenantId}\u0000${actorId}`;
+    const resident = this.#cells.get(key);
+    if (resident !== undefined) return Promise.resolve(resident);
+    const pending = this.#activating.get(key);
+    if (pending !== undefined) return pending;
+    const activation = this.#load(tenantId, actorId, recovering)
+      .catch((error: unknown) => {
+        this.#logger.error({ err: serializeError(error), tenantId, actorId }, "actor activation failed");
+        this.#activationErrors.set(key, error);
+        return undefined;
+      })
+      .finally(() => this.#activating.delete(key));
+    this.#activating.set(key, activation);
+    return activation;
+  }
+
+  readonly #activationErrors = new Map<string, unknown>();
+
+  /** The error that kept an actor from activating on this node (e.g. `ERR_VERSION_UNSUPPORTED`), if any. */
+  activationError(tenantId: string, actorId: string): AgentError | undefined {
+    const error = this.#activationErrors.get(`${tenantId}\u0000${actorId}`);
+    return error instanceof AgentError ? error : error === undefined ? undefined : new AgentError("ERR_ACTIVATION", String(error), { cause: error });
+  }
+
+  async #load(tenantId: string, actorId: string, recovering: boolean): Promise<ActorCell | undefined> {
+    const record = await this.#store.getActor(tenantId, actorId);
+    if (record === undefined || record.status !== "active" || this.#state === "closing" || this.#state === "closed") return undefined;
+    if (record.ownerNode !== this.nodeId) return undefined;
+    const loaded = await loadActor(this.#store, this.#registry, record, this.#limits);
+    const [effects, timers, messages] = await Promise.all([
+      this.#store.listEffects(tenantId, actorId, { states: ["planned", "running"] }),
+      this.#store.listTimers(tenantId, actorId),
+      this.#store.pendingMessages(tenantId, actorId, this.#limits.mailboxDepthMax + 1),
+    ]);
+    if (this.#isClosing()) return undefined;
+    const cell = new ActorCell(this.#runtime, loaded);
+    this.#cells.set(cell.key, cell);
+    this.#inputs.set(cell.key, record.input);
+    this.#activationErrors.delete(cell.key);
+    if (record.revision === 0) cell.enqueueInit();
+    for (const effect of effects) cell.dispatchEffect(effect, recovering || effect.state === "running");
+    for (const timer of timers) cell.armTimer(timer.timerId, timer.name, timer.dueAt);
+    for (const message of messages) cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>);
+    return cell;
+  }
+}
+
+function viewOf(record: ActorRecord, stateValue: Json): ActorView {
+  return {
+    tenantId: record.tenantId, actorId: record.actorId, agentType: record.agentType, agentVersion: record.agentVersion,
+    parentId: record.parentId, rootId: record.rootId, name: record.name, depth: record.depth, status: record.status,
+    stateValue, revision: record.revision, output: record.output, error: record.error, ownerNode: record.ownerNode,
+    epoch: record.epoch, createdAt: record.createdAt, updatedAt: record.updatedAt,
+  };
+}
+
+/**
+ * Creates a node. Call `start()` to recover unfinished actors and begin work.
+ *
+ * @param options - store, agents and optional model, clock, tracer provider, logger and limits
+ * @returns the node
+ * @throws ConfigError `ERR_CONFIG` when an option is invalid
+ * @example
+ * ```ts
+ * const node = createNode({ store: await createPgliteStore({ dataDir: ".data" }), agents: [desk] });
+ * await node.start();
+ * const { runId } = await node.startRun({ tenantId: "acme", agentType: "support-desk", input: { orderId: "o-1" }, idempotencyKey: "ticket-42" });
+ * const view = await node.waitForStatus("acme", runId, { timeoutMs: 30_000 });
+ * ```
+ */
+export function createNode(options: NodeOptions): TesseraNode {
+  return new TesseraNode(options);
+}
