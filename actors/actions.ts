@@ -73,7 +73,10 @@ export function callTool<TContext = any, TEvent = any>(name: string, args: Resol
  * entry: callModel("plan", ({ context }) => ({ messages: context.messages, tools: ["lookupOrder"] }))
  * ```
  */
-export function callModel<TContext = any, TEvent = any>(name: string, request: Resolvable<AgentModelRequest, TContext, TEvent>): DurableAction {
+export function callModel<TContext = any, TEvent = any>(
+  name: string,
+  request: Resolvable<AgentModelRequest, TContext, TEvent>,
+): DurableAction {
   return durable({ kind: "model", name, request });
 }
 
@@ -121,7 +124,11 @@ export function cancelTimer(name: string): DurableAction {
  * entry: spawnAgent("fraudCheck", "fraud-check", ({ context }) => ({ orderId: context.orderId }))
  * ```
  */
-export function spawnAgent<TContext = any, TEvent = any>(name: string, agentType: string, input: Resolvable<Json, TContext, TEvent>): DurableAction {
+export function spawnAgent<TContext = any, TEvent = any>(
+  name: string,
+  agentType: string,
+  input: Resolvable<Json, TContext, TEvent>,
+): DurableAction {
   return durable({ kind: "spawn", name, agentType, input });
 }
 

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import type { z } from "zod";
 import { ConfigError } from "../core/errors.js";
 
 /** How a failed idempotent tool call is retried: capped exponential backoff with full jitter. */

@@ -57,15 +57,26 @@ export interface ResolvedNodeOptions {
 const schema = z
   .object({
     store: z.custom<Store>((v) => typeof v === "object" && v !== null && typeof (v as Store).commitSteps === "function", "a Store"),
-    agents: z.array(z.custom<AgentDefinition>((v) => typeof v === "object" && v !== null && "machine" in v, "an agent from defineAgent")).min(1),
-    model: z.custom<ModelClient>((v) => typeof v === "object" && v !== null && typeof (v as ModelClient).complete === "function").optional(),
+    agents: z
+      .array(z.custom<AgentDefinition>((v) => typeof v === "object" && v !== null && "machine" in v, "an agent from defineAgent"))
+      .min(1),
+    model: z
+      .custom<ModelClient>((v) => typeof v === "object" && v !== null && typeof (v as ModelClient).complete === "function")
+      .optional(),
     transport: z.custom<Transport>().optional(),
     clock: z.custom<Clock>((v) => typeof v === "object" && v !== null && typeof (v as Clock).now === "function").optional(),
     tracerProvider: z.custom<TracerProvider>().optional(),
     logger: z.custom<Logger>().optional(),
     limits: limitsSchema.optional(),
-    nodeId: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/).optional(),
-    retry: z.object({ baseDelayMs: z.number().int().min(0).max(3_600_000), maxDelayMs: z.number().int().min(0).max(86_400_000) }).partial().strict().optional(),
+    nodeId: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+      .optional(),
+    retry: z
+      .object({ baseDelayMs: z.number().int().min(0).max(3_600_000), maxDelayMs: z.number().int().min(0).max(86_400_000) })
+      .partial()
+      .strict()
+      .optional(),
     statusPollMs: z.number().int().min(1).max(60_000).optional(),
     recoveryConcurrency: z.number().int().min(1).max(1024).optional(),
   })

@@ -105,7 +105,15 @@ export class TesseraNode {
     this.#tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer("tessera");
     this.#registry = new AgentRegistry(o.agents);
     this.#committer = new GroupCommitter(this.#store, this.#limits.groupCommitStepsMax);
-    this.#effects = new EffectRunner({ store: this.#store, clock: this.#clock, limits: this.#limits, tracer: this.#tracer, logger: this.#logger, model: o.model, retry: o.retry });
+    this.#effects = new EffectRunner({
+      store: this.#store,
+      clock: this.#clock,
+      limits: this.#limits,
+      tracer: this.#tracer,
+      logger: this.#logger,
+      model: o.model,
+      retry: o.retry,
+    });
     this.#runtime = {
       nodeId: this.nodeId,
       clock: this.#clock,
@@ -170,7 +178,20 @@ export class TesseraNode {
     encodeBounded(request.input, { bytesMax: this.#limits.eventBytesMax, depthMax: this.#limits.jsonDepthMax, what: "run input" });
     const actorId = newId("run");
     const { actor, created } = await this.#store.createActor(
-      { tenantId: request.tenantId, actorId, agentType: def.type, agentVersion: def.version, parentId: undefined, rootId: actorId, name: undefined, depth: 0, input: request.input, epoch: 1, ownerNode: this.nodeId, createdAt: this.#clock.now() },
+      {
+        tenantId: request.tenantId,
+        actorId,
+        agentType: def.type,
+        agentVersion: def.version,
+        parentId: undefined,
+        rootId: actorId,
+        name: undefined,
+        depth: 0,
+        input: request.input,
+        epoch: 1,
+        ownerNode: this.nodeId,
+        createdAt: this.#clock.now(),
+      },
       { runKey: request.idempotencyKey, inputHash: sha256(canonicalJson({ agentType: request.agentType, input: request.input })) },
     );
     if (created || actor.ownerNode === this.nodeId) void this.#activate(actor.tenantId, actor.actorId);
@@ -200,13 +221,27 @@ export class TesseraNode {
     }
     encodeBounded(request.event, { bytesMax: this.#limits.eventBytesMax, depthMax: this.#limits.jsonDepthMax, what: `event ${type}` });
     const record = await this.#store.getActor(request.tenantId, request.actorId);
-    if (record === undefined) throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${request.actorId} in tenant ${request.tenantId}`, { details: { actorId: request.actorId } });
+    if (record === undefined)
+      throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${request.actorId} in tenant ${request.tenantId}`, {
+        details: { actorId: request.actorId },
+      });
     const def = this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
-    const accepts = (def.machine.events as readonly string[]).some((e) => e === type || e === "*" || (e.endsWith(".*") && type.startsWith(e.slice(0, -1))));
+    const accepts = (def.machine.events as readonly string[]).some(
+      (e) => e === type || e === "*" || (e.endsWith(".*") && type.startsWith(e.slice(0, -1))),
+    );
     if (!accepts) {
-      throw new ValidationError("ERR_UNKNOWN_EVENT_TYPE", `agent ${record.agentType} v${def.version} handles no event "${type}"`, { details: { type, agentType: record.agentType } });
+      throw new ValidationError("ERR_UNKNOWN_EVENT_TYPE", `agent ${record.agentType} v${def.version} handles no event "${type}"`, {
+        details: { type, agentType: record.agentType },
+      });
     }
-    const message: NewMessage = { tenantId: request.tenantId, actorId: request.actorId, messageId: request.messageId, event: request.event, sender: "external", createdAt: this.#clock.now() };
+    const message: NewMessage = {
+      tenantId: request.tenantId,
+      actorId: request.actorId,
+      messageId: request.messageId,
+      event: request.event,
+      sender: "external",
+      createdAt: this.#clock.now(),
+    };
     const { created } = await this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax });
     if (created) this.#deliver(message);
     return { accepted: created };
@@ -219,7 +254,14 @@ export class TesseraNode {
    */
   async stopActor(tenantId: string, actorId: string): Promise<void> {
     this.#assertOpen();
-    const message: NewMessage = { tenantId, actorId, messageId: `stop.${actorId}`, event: { type: "tessera.stop" }, sender: "external", createdAt: this.#clock.now() };
+    const message: NewMessage = {
+      tenantId,
+      actorId,
+      messageId: `stop.${actorId}`,
+      event: { type: "tessera.stop" },
+      sender: "external",
+      createdAt: this.#clock.now(),
+    };
     const { created } = await this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax + 1 });
     if (created) this.#deliver(message);
   }
@@ -233,15 +275,31 @@ export class TesseraNode {
   async reconcileEffect(request: ReconcileRequest): Promise<void> {
     this.#assertOpen();
     const effect = await this.#store.getEffect(request.tenantId, request.actorId, request.effectId);
-    if (effect === undefined) throw new AgentError("ERR_EFFECT_NOT_FOUND", `no effect ${request.effectId} on ${request.actorId}`, { details: { ...request, outcome: undefined } });
-    if (effect.state !== "unknown") throw new AgentError("ERR_EFFECT_NOT_UNKNOWN", `effect ${request.effectId} is ${effect.state}, not unknown`, { details: { state: effect.state } });
+    if (effect === undefined)
+      throw new AgentError("ERR_EFFECT_NOT_FOUND", `no effect ${request.effectId} on ${request.actorId}`, {
+        details: { ...request, outcome: undefined },
+      });
+    if (effect.state !== "unknown")
+      throw new AgentError("ERR_EFFECT_NOT_UNKNOWN", `effect ${request.effectId} is ${effect.state}, not unknown`, {
+        details: { state: effect.state },
+      });
     const cell = (await this.#activate(request.tenantId, request.actorId)) ?? undefined;
     if (cell === undefined) throw new AgentError("ERR_ACTOR_NOT_ACTIVE", `actor ${request.actorId} is not active`);
     const o = request.outcome;
     const done = o.state === "completed";
     cell.reconcile({
-      outcome: { effectId: effect.effectId, state: o.state, result: done ? o.result : undefined, resultRef: undefined, error: done ? undefined : o.error, usage: undefined, attempts: effect.attempts },
-      event: done ? { type: `${effect.kind}.${effect.name}.done`, effectId: effect.effectId, output: o.result, reconciled: true } : { type: `${effect.kind}.${effect.name}.failed`, effectId: effect.effectId, error: o.error as unknown as Json, reconciled: true },
+      outcome: {
+        effectId: effect.effectId,
+        state: o.state,
+        result: done ? o.result : undefined,
+        resultRef: undefined,
+        error: done ? undefined : o.error,
+        usage: undefined,
+        attempts: effect.attempts,
+      },
+      event: done
+        ? { type: `${effect.kind}.${effect.name}.done`, effectId: effect.effectId, output: o.result, reconciled: true }
+        : { type: `${effect.kind}.${effect.name}.failed`, effectId: effect.effectId, error: o.error as unknown as Json, reconciled: true },
       blob: undefined,
     });
   }
@@ -249,11 +307,13 @@ export class TesseraNode {
   /** Reads what a caller may know about an actor. @throws AgentError `ERR_ACTOR_NOT_FOUND` */
   async getActor(tenantId: string, actorId: string): Promise<ActorView> {
     const record = await this.#store.getActor(tenantId, actorId);
-    if (record === undefined) throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`, { details: { actorId } });
+    if (record === undefined)
+      throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`, { details: { actorId } });
     const cell = this.#cells.get(`${tenantId}\u0000${actorId}`);
     let stateValue: Json = null;
     if (cell?.state?.machine !== undefined && cell.revision === record.revision) stateValue = cell.state.machine.value as Json;
-    else if (record.revision > 0) stateValue = (await this.#store.readJournal(tenantId, actorId, { afterSeq: record.revision - 1, limit: 1 }))[0]?.stateValue ?? null;
+    else if (record.revision > 0)
+      stateValue = (await this.#store.readJournal(tenantId, actorId, { afterSeq: record.revision - 1, limit: 1 }))[0]?.stateValue ?? null;
     return viewOf(record, stateValue);
   }
 
@@ -274,7 +334,11 @@ export class TesseraNode {
    *
    * @throws TimeoutError `ERR_TIMEOUT` after `timeoutMs`; the abort reason when `signal` aborts
    */
-  async waitForStatus(tenantId: string, actorId: string, options: { statuses?: readonly ActorStatus[]; timeoutMs: number; signal?: AbortSignal }): Promise<ActorView> {
+  async waitForStatus(
+    tenantId: string,
+    actorId: string,
+    options: { statuses?: readonly ActorStatus[]; timeoutMs: number; signal?: AbortSignal },
+  ): Promise<ActorView> {
     const wanted = options.statuses ?? finalStatuses;
     options.signal?.throwIfAborted();
     const key = `${tenantId}\u0000${actorId}`;
@@ -283,7 +347,10 @@ export class TesseraNode {
       const view = await this.getActor(tenantId, actorId);
       if (wanted.includes(view.status)) return view;
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new TimeoutError(`actor ${actorId} did not reach ${wanted.join("|")} within ${options.timeoutMs} ms (it is ${view.status})`, { details: { actorId, status: view.status } });
+      if (remaining <= 0)
+        throw new TimeoutError(`actor ${actorId} did not reach ${wanted.join("|")} within ${options.timeoutMs} ms (it is ${view.status})`, {
+          details: { actorId, status: view.status },
+        });
       await new Promise<void>((resolve, reject) => {
         const waiters = this.#waiters.get(key) ?? new Set();
         this.#waiters.set(key, waiters);
@@ -327,14 +394,21 @@ export class TesseraNode {
    * @returns the replayed state value and context, and the number of steps folded
    * @throws AgentError `ERR_REPLAY_DIVERGED` when the statechart no longer reproduces its record
    */
-  async replay(tenantId: string, actorId: string, options: { toSeq?: number } = {}): Promise<{ stateValue: Json; context: Json; steps: number; stateHash: string | undefined }> {
+  async replay(
+    tenantId: string,
+    actorId: string,
+    options: { toSeq?: number } = {},
+  ): Promise<{ stateValue: Json; context: Json; steps: number; stateHash: string | undefined }> {
     const record = await this.#store.getActor(tenantId, actorId);
     if (record === undefined) throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`);
     const def = this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
     const toSeq = Math.min(options.toSeq ?? record.revision, record.revision);
     const entries: JournalEntry[] = [];
     while (entries.length < toSeq) {
-      const page = await this.#store.readJournal(tenantId, actorId, { afterSeq: entries.length, limit: Math.min(1000, toSeq - entries.length) });
+      const page = await this.#store.readJournal(tenantId, actorId, {
+        afterSeq: entries.length,
+        limit: Math.min(1000, toSeq - entries.length),
+      });
       if (page.length === 0) break;
       entries.push(...page);
     }
@@ -405,7 +479,9 @@ export class TesseraNode {
 
   #checkId(field: string, value: unknown): void {
     if (typeof value !== "string" || value.length === 0 || value.length > this.#limits.idLengthMax || !idPattern.test(value)) {
-      throw new ValidationError("ERR_VALIDATION", `${field} must be 1..${this.#limits.idLengthMax} characters of [A-Za-z0-9_.:@-]`, { details: { field } });
+      throw new ValidationError("ERR_VALIDATION", `${field} must be 1..${this.#limits.idLengthMax} characters of [A-Za-z0-9_.:@-]`, {
+        details: { field },
+      });
     }
   }
 
@@ -454,7 +530,11 @@ export class TesseraNode {
   /** The error that kept an actor from activating on this node (e.g. `ERR_VERSION_UNSUPPORTED`), if any. */
   activationError(tenantId: string, actorId: string): AgentError | undefined {
     const error = this.#activationErrors.get(`${tenantId}\u0000${actorId}`);
-    return error instanceof AgentError ? error : error === undefined ? undefined : new AgentError("ERR_ACTIVATION", String(error), { cause: error });
+    return error instanceof AgentError
+      ? error
+      : error === undefined
+        ? undefined
+        : new AgentError("ERR_ACTIVATION", String(error), { cause: error });
   }
 
   async #load(tenantId: string, actorId: string, recovering: boolean): Promise<ActorCell | undefined> {
@@ -482,10 +562,23 @@ export class TesseraNode {
 
 function viewOf(record: ActorRecord, stateValue: Json): ActorView {
   return {
-    tenantId: record.tenantId, actorId: record.actorId, agentType: record.agentType, agentVersion: record.agentVersion,
-    parentId: record.parentId, rootId: record.rootId, name: record.name, depth: record.depth, status: record.status,
-    stateValue, revision: record.revision, output: record.output, error: record.error, ownerNode: record.ownerNode,
-    epoch: record.epoch, createdAt: record.createdAt, updatedAt: record.updatedAt,
+    tenantId: record.tenantId,
+    actorId: record.actorId,
+    agentType: record.agentType,
+    agentVersion: record.agentVersion,
+    parentId: record.parentId,
+    rootId: record.rootId,
+    name: record.name,
+    depth: record.depth,
+    status: record.status,
+    stateValue,
+    revision: record.revision,
+    output: record.output,
+    error: record.error,
+    ownerNode: record.ownerNode,
+    epoch: record.epoch,
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
   };
 }
 

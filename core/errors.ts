@@ -113,11 +113,10 @@ export class SnapshotConflictError extends AgentError {
   readonly actualRevision: number | undefined;
 
   constructor(agentId: string, expectedRevision: number, actualRevision: number | undefined, options: AgentErrorOptions = {}) {
-    super(
-      "ERR_SNAPSHOT_CONFLICT",
-      `actor ${agentId}: expected revision ${expectedRevision}, store has ${actualRevision ?? "none"}`,
-      { ...options, details: { agentId, expectedRevision, actualRevision, ...options.details } },
-    );
+    super("ERR_SNAPSHOT_CONFLICT", `actor ${agentId}: expected revision ${expectedRevision}, store has ${actualRevision ?? "none"}`, {
+      ...options,
+      details: { agentId, expectedRevision, actualRevision, ...options.details },
+    });
     this.agentId = agentId;
     this.expectedRevision = expectedRevision;
     this.actualRevision = actualRevision;

@@ -113,10 +113,13 @@ export class ActorCell implements EffectOwner {
   /** Re-arms a stored timer; a due one fires at once. */
   armTimer(timerId: string, name: string, dueAt: number): void {
     this.#armed.get(name)?.cancel();
-    const cancel = this.#runtime.clock.setTimer(() => {
-      this.#armed.delete(name);
-      this.#push({ kind: "timer", timerId, name });
-    }, Math.max(0, dueAt - this.#runtime.clock.now()));
+    const cancel = this.#runtime.clock.setTimer(
+      () => {
+        this.#armed.delete(name);
+        this.#push({ kind: "timer", timerId, name });
+      },
+      Math.max(0, dueAt - this.#runtime.clock.now()),
+    );
     this.#armed.set(name, { timerId, cancel });
   }
 
@@ -146,11 +149,25 @@ export class ActorCell implements EffectOwner {
     const seq = this.revision + 1;
     const now = runtime.clock.now();
     const span = runtime.tracer.startSpan(`tessera.step ${event.type}`, {
-      attributes: { "tessera.tenant": this.identity.tenantId, "tessera.actor": this.identity.actorId, "tessera.seq": seq, "tessera.agent.type": this.def.type },
+      attributes: {
+        "tessera.tenant": this.identity.tenantId,
+        "tessera.actor": this.identity.actorId,
+        "tessera.seq": seq,
+        "tessera.agent.type": this.def.type,
+      },
     });
     let plan: StepPlan;
     try {
-      plan = planStep({ def: this.def, state: this.state, event, actor: this.identity, seq, now, limits: runtime.limits, latestVersionOf: (t) => runtime.registry.latestVersionOf(t) });
+      plan = planStep({
+        def: this.def,
+        state: this.state,
+        event,
+        actor: this.identity,
+        seq,
+        now,
+        limits: runtime.limits,
+        latestVersionOf: (t) => runtime.registry.latestVersionOf(t),
+      });
     } catch (error) {
       span.setStatus({ code: SpanStatusCode.ERROR });
       span.end();
@@ -161,7 +178,10 @@ export class ActorCell implements EffectOwner {
     span.end();
     if (!outcome.ok) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.message });
-      runtime.logger.warn({ err: serializeError(outcome.error), actorId: this.identity.actorId, seq }, "step commit refused: reloading the actor from the store");
+      runtime.logger.warn(
+        { err: serializeError(outcome.error), actorId: this.identity.actorId, seq },
+        "step commit refused: reloading the actor from the store",
+      );
       runtime.reload(this);
       return;
     }
@@ -202,17 +222,52 @@ export class ActorCell implements EffectOwner {
     }
     const planned = plan.planned;
     const { tenantId, actorId } = this.identity;
-    const body = { seq, kind: item.kind === "init" ? "init" : "event", event: journalEvent, eventRef, messageId: item.kind === "message" ? item.messageId : undefined, planned, stateHash, epoch: this.epoch, nodeId, createdAt: now };
+    const body = {
+      seq,
+      kind: item.kind === "init" ? "init" : "event",
+      event: journalEvent,
+      eventRef,
+      messageId: item.kind === "message" ? item.messageId : undefined,
+      planned,
+      stateHash,
+      epoch: this.epoch,
+      nodeId,
+      createdAt: now,
+    };
     const hash = sha256(this.lastHash + canonicalJson(body));
     const entry: JournalEntry = {
-      tenantId, actorId, seq, kind: item.kind === "init" ? "init" : "event", event: journalEvent, eventRef,
-      messageId: body.messageId, planned, stateValue: (plan.next.machine?.value ?? null) as Json, status: plan.status,
-      stateHash, hash, prevHash: this.lastHash, epoch: this.epoch, nodeId, createdAt: now,
+      tenantId,
+      actorId,
+      seq,
+      kind: item.kind === "init" ? "init" : "event",
+      event: journalEvent,
+      eventRef,
+      messageId: body.messageId,
+      planned,
+      stateValue: (plan.next.machine?.value ?? null) as Json,
+      status: plan.status,
+      stateHash,
+      hash,
+      prevHash: this.lastHash,
+      epoch: this.epoch,
+      nodeId,
+      createdAt: now,
     };
     const outcome: EffectOutcome | undefined = item.kind === "effect" ? item.settled.outcome : undefined;
     return {
-      tenantId, actorId, expectedRevision: this.revision, epoch: this.epoch, entry,
-      actor: { status: plan.status, output: plan.output, error: plan.error, snapshot: snapshotDue ? (envelope as unknown as Json) : undefined, childCount: plan.next.childCount, updatedAt: now },
+      tenantId,
+      actorId,
+      expectedRevision: this.revision,
+      epoch: this.epoch,
+      entry,
+      actor: {
+        status: plan.status,
+        output: plan.output,
+        error: plan.error,
+        snapshot: snapshotDue ? (envelope as unknown as Json) : undefined,
+        childCount: plan.next.childCount,
+        updatedAt: now,
+      },
       appliedMessageId: item.kind === "message" ? item.messageId : undefined,
       effectOutcome: outcome,
       effects: plan.effects,

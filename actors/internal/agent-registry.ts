@@ -24,7 +24,8 @@ export class AgentRegistry {
   latest(agentType: string): AgentDefinition {
     const version = this.latestVersionOf(agentType);
     const def = version === undefined ? undefined : this.#byType.get(agentType)?.get(version);
-    if (def === undefined) throw new AgentError("ERR_UNKNOWN_AGENT_TYPE", `no agent type "${agentType}" is registered on this node`, { details: { agentType } });
+    if (def === undefined)
+      throw new AgentError("ERR_UNKNOWN_AGENT_TYPE", `no agent type "${agentType}" is registered on this node`, { details: { agentType } });
     return def;
   }
 

@@ -82,12 +82,27 @@ export class EffectRunner {
     if (!idempotent) {
       if (effect.state === "running") {
         // It may or may not have happened: never retried blindly, left for reconciliation.
-        await store.updateEffect(key.tenantId, key.actorId, key.effectId, { state: "unknown", updatedAt: clock.now() }, { fromStates: ["running"], epoch: owner.epoch });
-        this.#deps.logger.warn({ ...key, tool: effect.name }, "non-idempotent effect was running during a crash: now unknown, awaiting reconcile");
+        await store.updateEffect(
+          key.tenantId,
+          key.actorId,
+          key.effectId,
+          { state: "unknown", updatedAt: clock.now() },
+          { fromStates: ["running"], epoch: owner.epoch },
+        );
+        this.#deps.logger.warn(
+          { ...key, tool: effect.name },
+          "non-idempotent effect was running during a crash: now unknown, awaiting reconcile",
+        );
         owner.touched();
         return;
       }
-      const claimed = await store.updateEffect(key.tenantId, key.actorId, key.effectId, { state: "running", attempts: 1, updatedAt: clock.now() }, { fromStates: ["planned"], epoch: owner.epoch });
+      const claimed = await store.updateEffect(
+        key.tenantId,
+        key.actorId,
+        key.effectId,
+        { state: "running", attempts: 1, updatedAt: clock.now() },
+        { fromStates: ["planned"], epoch: owner.epoch },
+      );
       if (!claimed || !owner.isLive()) return;
       return this.#attempt(owner, effect, 1, false);
     }
@@ -95,8 +110,18 @@ export class EffectRunner {
     let attempt = effect.attempts + 1;
     if (recovering || effect.state === "running") {
       // The attempt that was under way when the previous owner stopped counts.
-      if (attempt > attemptsMax) return this.#giveUp(owner, effect, attempt - 1, { code: "ERR_TOOL_FAILED", message: `effect ${effect.effectId} used all ${attemptsMax} attempts` });
-      const ok = await store.updateEffect(key.tenantId, key.actorId, key.effectId, { state: "running", attempts: attempt, updatedAt: clock.now() }, { fromStates: ["planned", "running"], epoch: owner.epoch });
+      if (attempt > attemptsMax)
+        return this.#giveUp(owner, effect, attempt - 1, {
+          code: "ERR_TOOL_FAILED",
+          message: `effect ${effect.effectId} used all ${attemptsMax} attempts`,
+        });
+      const ok = await store.updateEffect(
+        key.tenantId,
+        key.actorId,
+        key.effectId,
+        { state: "running", attempts: attempt, updatedAt: clock.now() },
+        { fromStates: ["planned", "running"], epoch: owner.epoch },
+      );
       if (!ok) return;
     } else {
       attempt = 1;
@@ -114,9 +139,21 @@ export class EffectRunner {
     const controller = new AbortController();
     const slot = `${effect.tenantId}\u0000${effect.actorId}\u0000${effect.effectId}`;
     this.#inflight.set(slot, controller);
-    const cancelTimeout = this.#deps.clock.setTimer(() => controller.abort(new TimeoutError(`${effect.kind} ${effect.name} timed out after ${timeoutMs} ms`, { details: { tool: effect.name, timeoutMs } })), timeoutMs);
+    const cancelTimeout = this.#deps.clock.setTimer(
+      () =>
+        controller.abort(
+          new TimeoutError(`${effect.kind} ${effect.name} timed out after ${timeoutMs} ms`, { details: { tool: effect.name, timeoutMs } }),
+        ),
+      timeoutMs,
+    );
     const span = tracer.startSpan(`tessera.effect ${effect.name}`, {
-      attributes: { "tessera.tenant": effect.tenantId, "tessera.actor": effect.actorId, "tessera.effect": effect.effectId, "tessera.attempt": attempt, "tessera.effect.kind": effect.kind },
+      attributes: {
+        "tessera.tenant": effect.tenantId,
+        "tessera.actor": effect.actorId,
+        "tessera.effect": effect.effectId,
+        "tessera.attempt": attempt,
+        "tessera.effect.kind": effect.kind,
+      },
     });
     try {
       const raced = await this.#execute(owner, effect, attempt, controller.signal);
@@ -135,7 +172,12 @@ export class EffectRunner {
     }
   }
 
-  async #execute(owner: EffectOwner, effect: EffectRecord, attempt: number, signal: AbortSignal): Promise<{ output: unknown; usage: EffectOutcome["usage"] }> {
+  async #execute(
+    owner: EffectOwner,
+    effect: EffectRecord,
+    attempt: number,
+    signal: AbortSignal,
+  ): Promise<{ output: unknown; usage: EffectOutcome["usage"] }> {
     // A timeout aborts the signal; a tool that ignores its signal is still abandoned at the deadline.
     const aborted = new Promise<never>((_, reject) => {
       if (signal.aborted) reject(signal.reason);
@@ -144,16 +186,30 @@ export class EffectRunner {
     if (effect.kind === "model") {
       const model = this.#deps.model;
       if (model === undefined) throw new AgentError("ERR_CONFIG", "an agent called a model but the node has no `model` option");
-      const response: ModelResponse = await Promise.race([model.complete(effect.args as unknown as ModelRequest, { signal, idempotencyKey: effect.idempotencyKey }), aborted]);
+      const response: ModelResponse = await Promise.race([
+        model.complete(effect.args as unknown as ModelRequest, { signal, idempotencyKey: effect.idempotencyKey }),
+        aborted,
+      ]);
       return { output: response, usage: response.usage };
     }
     const tool = owner.def.tools.find((t) => t.name === effect.name);
-    if (tool === undefined) throw new AgentError("ERR_UNKNOWN_TOOL", `agent ${owner.def.type} has no tool "${effect.name}"`, { details: { tool: effect.name } });
-    const context = { idempotencyKey: effect.idempotencyKey, signal, tenantId: effect.tenantId, actorId: effect.actorId, effectId: effect.effectId, attempt, epoch: owner.epoch };
+    if (tool === undefined)
+      throw new AgentError("ERR_UNKNOWN_TOOL", `agent ${owner.def.type} has no tool "${effect.name}"`, { details: { tool: effect.name } });
+    const context = {
+      idempotencyKey: effect.idempotencyKey,
+      signal,
+      tenantId: effect.tenantId,
+      actorId: effect.actorId,
+      effectId: effect.effectId,
+      attempt,
+      epoch: owner.epoch,
+    };
     const raw = await Promise.race([tool.execute(effect.args, context), aborted]);
     const parsed = tool.output.safeParse(raw);
     if (!parsed.success) {
-      throw new AgentError("ERR_TOOL_OUTPUT_INVALID", `output of tool ${tool.name} does not match its schema`, { details: { tool: tool.name, issues: parsed.error.issues as unknown as Json } });
+      throw new AgentError("ERR_TOOL_OUTPUT_INVALID", `output of tool ${tool.name} does not match its schema`, {
+        details: { tool: tool.name, issues: parsed.error.issues as unknown as Json },
+      });
     }
     return { output: parsed.data, usage: undefined };
   }
@@ -162,7 +218,11 @@ export class EffectRunner {
     const { limits } = this.#deps;
     let text: string;
     try {
-      text = encodeBounded(output, { bytesMax: limits.payloadBytesMax, depthMax: limits.jsonDepthMax, what: `result of ${effect.kind} ${effect.name}` });
+      text = encodeBounded(output, {
+        bytesMax: limits.payloadBytesMax,
+        depthMax: limits.jsonDepthMax,
+        what: `result of ${effect.kind} ${effect.name}`,
+      });
     } catch (error) {
       return this.#failure(effect, attempt, serializeError(error));
     }
@@ -170,7 +230,15 @@ export class EffectRunner {
     const blob = big ? { blobId: newId("blob"), data: text } : undefined;
     const result = JSON.parse(text) as Json;
     return {
-      outcome: { effectId: effect.effectId, state: "completed", result: big ? undefined : result, resultRef: blob?.blobId, error: undefined, usage, attempts: attempt },
+      outcome: {
+        effectId: effect.effectId,
+        state: "completed",
+        result: big ? undefined : result,
+        resultRef: blob?.blobId,
+        error: undefined,
+        usage,
+        attempts: attempt,
+      },
       event: { type: `${effect.kind}.${effect.name}.done`, effectId: effect.effectId, output: result },
       blob,
     };
@@ -178,7 +246,15 @@ export class EffectRunner {
 
   #failure(effect: EffectRecord, attempt: number, error: SerializedError): SettledEffect {
     return {
-      outcome: { effectId: effect.effectId, state: "failed", result: undefined, resultRef: undefined, error, usage: undefined, attempts: attempt },
+      outcome: {
+        effectId: effect.effectId,
+        state: "failed",
+        result: undefined,
+        resultRef: undefined,
+        error,
+        usage: undefined,
+        attempts: attempt,
+      },
       event: { type: `${effect.kind}.${effect.name}.failed`, effectId: effect.effectId, error: error as unknown as Json },
       blob: undefined,
     };
@@ -191,7 +267,11 @@ export class EffectRunner {
     if (!idempotent) {
       if (error instanceof TimeoutError) {
         // Timed out: the tool may have acted. At most once means we cannot try again or call it failed.
-        await store.updateEffect(...key, { state: "unknown", error: serialized, updatedAt: clock.now() }, { fromStates: ["running"], epoch: owner.epoch });
+        await store.updateEffect(
+          ...key,
+          { state: "unknown", error: serialized, updatedAt: clock.now() },
+          { fromStates: ["running"], epoch: owner.epoch },
+        );
         owner.touched();
         return;
       }
@@ -205,7 +285,11 @@ export class EffectRunner {
     const cap = tool?.retry?.maxDelayMs ?? this.#deps.retry.maxDelayMs;
     const delayMs = Math.floor(Math.random() * Math.min(cap, base * 2 ** (attempt - 1)));
     const next = attempt + 1;
-    const ok = await store.updateEffect(...key, { state: "running", attempts: next, nextAttemptAt: clock.now() + delayMs, error: serialized, updatedAt: clock.now() }, { fromStates: ["planned", "running"], epoch: owner.epoch });
+    const ok = await store.updateEffect(
+      ...key,
+      { state: "running", attempts: next, nextAttemptAt: clock.now() + delayMs, error: serialized, updatedAt: clock.now() },
+      { fromStates: ["planned", "running"], epoch: owner.epoch },
+    );
     if (!ok) return;
     await new Promise<void>((resolve) => clock.setTimer(resolve, delayMs));
     if (!owner.isLive() || this.#closed) return;

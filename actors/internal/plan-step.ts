@@ -6,7 +6,7 @@ import { encodeBounded, type Json } from "../../core/json.js";
 import type { Limits } from "../../core/limits.js";
 import type { ModelRequest } from "../../core/ports/model-client.js";
 import type { ActorStatus, EffectRecord, NewActor, NewMessage, PlannedItems, TimerRecord } from "../../core/ports/store.js";
-import { intentOf, resolveArg, type RuntimeIntent } from "../actions.js";
+import { intentOf, resolveArg, type AgentModelRequest, type RuntimeIntent } from "../actions.js";
 import type { AgentDefinition } from "../define-agent.js";
 import type { ActorState } from "./actor-state.js";
 
@@ -60,17 +60,22 @@ export const reservedEventPrefixes = ["tessera.", "tool.", "model.", "timer.", "
  * the same input gives the same plan, which is what makes replay possible.
  */
 export function planStep(input: StepInput): StepPlan {
-  const { def, event, actor, seq, now, limits } = input;
+  const { def, event, seq, limits } = input;
   const plan = emptyPlan(input);
   if (event.type === "tessera.stop") return finish(plan, input, "stopped", undefined, undefined);
   if (seq > limits.stepsPerActorMax) {
-    const error = { code: "ERR_LIMIT_EXCEEDED", message: `actor took more than stepsPerActorMax=${limits.stepsPerActorMax} steps`, details: { limit: "stepsPerActorMax" } };
+    const error = {
+      code: "ERR_LIMIT_EXCEEDED",
+      message: `actor took more than stepsPerActorMax=${limits.stepsPerActorMax} steps`,
+      details: { limit: "stepsPerActorMax" },
+    };
     return finish(plan, input, "halted", undefined, error);
   }
   let machine: AnyMachineSnapshot;
   let actions: Array<{ exec?: unknown; info?: unknown }>;
   try {
-    [machine, actions] = input.state === undefined ? initialTransition(def.machine, event.input) : transition(def.machine, input.state.machine, event);
+    [machine, actions] =
+      input.state === undefined ? initialTransition(def.machine, event.input) : transition(def.machine, input.state.machine, event);
   } catch (thrown) {
     return finish(plan, input, "failed", undefined, { ...serializeError(thrown), code: "ERR_AGENT_THREW" });
   }
@@ -89,20 +94,36 @@ export function planStep(input: StepInput): StepPlan {
     applyIntent(plan, input, intent, action.info as { context: unknown; event: unknown }, index++);
   }
   if (plan.effects.length > limits.effectsPerStepMax) {
-    const error = { code: "ERR_LIMIT_EXCEEDED", message: `a step planned ${plan.effects.length} effects, over effectsPerStepMax=${limits.effectsPerStepMax}`, details: { limit: "effectsPerStepMax" } };
+    const error = {
+      code: "ERR_LIMIT_EXCEEDED",
+      message: `a step planned ${plan.effects.length} effects, over effectsPerStepMax=${limits.effectsPerStepMax}`,
+      details: { limit: "effectsPerStepMax" },
+    };
     return finish(emptyPlan(input), input, "halted", undefined, error);
   }
   if (machine.status === "done") {
     const output = (machine.output ?? null) as Json;
-    if (machine.hasTag("failed")) return finish(plan, input, "failed", output, { code: "ERR_AGENT_FAILED", message: `agent reached a failed final state`, details: { output } });
+    if (machine.hasTag("failed"))
+      return finish(plan, input, "failed", output, {
+        code: "ERR_AGENT_FAILED",
+        message: `agent reached a failed final state`,
+        details: { output },
+      });
     return finish(plan, input, "completed", output, undefined);
   }
-  if (machine.status === "error") return finish(plan, input, "failed", undefined, { ...serializeError(machine.error), code: "ERR_AGENT_THREW" });
+  if (machine.status === "error")
+    return finish(plan, input, "failed", undefined, { ...serializeError(machine.error), code: "ERR_AGENT_THREW" });
   return plan;
 }
 
 function emptyPlan(input: StepInput): StepPlan {
-  const base: ActorState = input.state ?? { agentVersion: input.def.version, machine: undefined as unknown as AnyMachineSnapshot, children: {}, timers: {}, childCount: 0 };
+  const base: ActorState = input.state ?? {
+    agentVersion: input.def.version,
+    machine: undefined as unknown as AnyMachineSnapshot,
+    children: {},
+    timers: {},
+    childCount: 0,
+  };
   return {
     next: { ...base, children: { ...base.children }, timers: { ...base.timers } },
     status: "active",
@@ -118,7 +139,13 @@ function emptyPlan(input: StepInput): StepPlan {
   };
 }
 
-function applyIntent(plan: StepPlan, input: StepInput, intent: RuntimeIntent, info: { context: unknown; event: unknown }, index: number): void {
+function applyIntent(
+  plan: StepPlan,
+  input: StepInput,
+  intent: RuntimeIntent,
+  info: { context: unknown; event: unknown },
+  index: number,
+): void {
   const args = { context: info.context, event: info.event };
   switch (intent.kind) {
     case "tool":
@@ -131,7 +158,14 @@ function applyIntent(plan: StepPlan, input: StepInput, intent: RuntimeIntent, in
       clearTimer(plan, intent.name);
       const timer = { timerId: `t${input.seq}.${index}`, dueAt: input.now + bounded };
       plan.next.timers[intent.name] = timer;
-      plan.timersSet.push({ tenantId: input.actor.tenantId, actorId: input.actor.actorId, timerId: timer.timerId, name: intent.name, dueAt: timer.dueAt, createdSeq: input.seq });
+      plan.timersSet.push({
+        tenantId: input.actor.tenantId,
+        actorId: input.actor.actorId,
+        timerId: timer.timerId,
+        name: intent.name,
+        dueAt: timer.dueAt,
+        createdSeq: input.seq,
+      });
       plan.planned.timers.push({ timerId: timer.timerId, name: intent.name, dueAt: timer.dueAt });
       return;
     }
@@ -165,10 +199,25 @@ function newEffect(input: StepInput, kind: "tool" | "model", name: string, args:
   const effectId = `e${input.seq}.${index}`;
   const { tenantId, actorId } = input.actor;
   return {
-    tenantId, actorId, effectId, kind, name, args, idempotent,
+    tenantId,
+    actorId,
+    effectId,
+    kind,
+    name,
+    args,
+    idempotent,
     idempotencyKey: idempotencyKeyOf(tenantId, actorId, effectId),
-    state: "planned", attempts: 0, nextAttemptAt: undefined, result: undefined, resultRef: undefined, error: undefined,
-    usage: undefined, createdSeq: input.seq, completedSeq: undefined, createdAt: input.now, updatedAt: input.now,
+    state: "planned",
+    attempts: 0,
+    nextAttemptAt: undefined,
+    result: undefined,
+    resultRef: undefined,
+    error: undefined,
+    usage: undefined,
+    createdSeq: input.seq,
+    completedSeq: undefined,
+    createdAt: input.now,
+    updatedAt: input.now,
   };
 }
 
@@ -177,7 +226,13 @@ function failEffect(plan: StepPlan, input: StepInput, effect: EffectRecord, erro
   effect.state = "failed";
   effect.error = error;
   effect.completedSeq = input.seq;
-  pushMessage(plan, input, input.actor.actorId, { type: `${effect.kind}.${effect.name}.failed`, effectId: effect.effectId, error: error as unknown as Json }, `f.${effect.effectId}`);
+  pushMessage(
+    plan,
+    input,
+    input.actor.actorId,
+    { type: `${effect.kind}.${effect.name}.failed`, effectId: effect.effectId, error: error as unknown as Json },
+    `f.${effect.effectId}`,
+  );
 }
 
 function planTool(plan: StepPlan, input: StepInput, name: string, resolve: () => Json, index: number): void {
@@ -185,14 +240,23 @@ function planTool(plan: StepPlan, input: StepInput, name: string, resolve: () =>
   const effect = newEffect(input, "tool", name, null, tool?.idempotent ?? false, index);
   plan.effects.push(effect);
   plan.planned.effects.push({ effectId: effect.effectId, kind: "tool", name });
-  if (tool === undefined) return failEffect(plan, input, effect, { code: "ERR_UNKNOWN_TOOL", message: `agent ${input.def.type} has no tool "${name}"`, details: { tool: name } });
+  if (tool === undefined)
+    return failEffect(plan, input, effect, {
+      code: "ERR_UNKNOWN_TOOL",
+      message: `agent ${input.def.type} has no tool "${name}"`,
+      details: { tool: name },
+    });
   try {
     const raw = resolve();
     encodeBounded(raw, { bytesMax: input.limits.payloadBytesMax, depthMax: input.limits.jsonDepthMax, what: `arguments of tool ${name}` });
     const parsed = tool.input.safeParse(raw);
     if (!parsed.success) {
       effect.args = raw;
-      return failEffect(plan, input, effect, { code: "ERR_TOOL_INPUT_INVALID", message: `arguments of tool ${name} are invalid: ${z.prettifyError(parsed.error)}`, details: { tool: name, issues: parsed.error.issues as unknown as Json } });
+      return failEffect(plan, input, effect, {
+        code: "ERR_TOOL_INPUT_INVALID",
+        message: `arguments of tool ${name} are invalid: ${z.prettifyError(parsed.error)}`,
+        details: { tool: name, issues: parsed.error.issues as unknown as Json },
+      });
     }
     effect.args = parsed.data as Json;
   } catch (thrown) {
@@ -200,7 +264,7 @@ function planTool(plan: StepPlan, input: StepInput, name: string, resolve: () =>
   }
 }
 
-function planModel(plan: StepPlan, input: StepInput, name: string, resolve: () => import("../actions.js").AgentModelRequest, index: number): void {
+function planModel(plan: StepPlan, input: StepInput, name: string, resolve: () => AgentModelRequest, index: number): void {
   const effect = newEffect(input, "model", name, null, true, index);
   plan.effects.push(effect);
   plan.planned.effects.push({ effectId: effect.effectId, kind: "model", name });
@@ -208,11 +272,14 @@ function planModel(plan: StepPlan, input: StepInput, name: string, resolve: () =
     const request = resolve();
     const tools = (request.tools ?? []).map((toolName) => {
       const tool = input.def.tools.find((t) => t.name === toolName);
-      if (tool === undefined) throw new AgentError("ERR_UNKNOWN_TOOL", `model call ${name} names unknown tool "${toolName}"`, { details: { tool: toolName } });
+      if (tool === undefined)
+        throw new AgentError("ERR_UNKNOWN_TOOL", `model call ${name} names unknown tool "${toolName}"`, { details: { tool: toolName } });
       return { name: tool.name, description: tool.description, parameters: z.toJSONSchema(tool.input, { io: "input" }) as Json };
     });
     const full: ModelRequest = { ...request, tools: tools.length > 0 ? tools : undefined };
-    const json = JSON.parse(encodeBounded(full, { bytesMax: input.limits.payloadBytesMax, depthMax: input.limits.jsonDepthMax, what: `model request ${name}` })) as Json;
+    const json = JSON.parse(
+      encodeBounded(full, { bytesMax: input.limits.payloadBytesMax, depthMax: input.limits.jsonDepthMax, what: `model request ${name}` }),
+    ) as Json;
     effect.args = json;
   } catch (thrown) {
     failEffect(plan, input, effect, serializeError(thrown));
@@ -224,18 +291,35 @@ function planSpawn(plan: StepPlan, input: StepInput, name: string, agentType: st
   const childId = `act_${sha256(`${tenantId}\u0000${actorId}\u0000${input.seq}\u0000${index}`).slice(0, 26)}`;
   const version = input.latestVersionOf(agentType);
   const fail = (code: string, message: string, details: Record<string, Json>): void =>
-    pushMessage(plan, input, actorId, { type: `child.${name}.failed`, actorId: childId, error: { code, message, details } }, `f.${childId}`);
+    pushMessage(
+      plan,
+      input,
+      actorId,
+      { type: `child.${name}.failed`, actorId: childId, error: { code, message, details } },
+      `f.${childId}`,
+    );
   if (version === undefined) return fail("ERR_UNKNOWN_AGENT_TYPE", `no agent type "${agentType}" is registered`, { agentType });
   if (plan.next.childCount >= input.limits.childrenPerActorMax) {
-    return fail("ERR_TOO_MANY_CHILDREN", `actor has spawned childrenPerActorMax=${input.limits.childrenPerActorMax} children`, { limit: "childrenPerActorMax", max: input.limits.childrenPerActorMax });
+    return fail("ERR_TOO_MANY_CHILDREN", `actor has spawned childrenPerActorMax=${input.limits.childrenPerActorMax} children`, {
+      limit: "childrenPerActorMax",
+      max: input.limits.childrenPerActorMax,
+    });
   }
   if (input.actor.depth + 1 > input.limits.hierarchyDepthMax) {
-    return fail("ERR_HIERARCHY_TOO_DEEP", `a child at depth ${input.actor.depth + 1} would exceed hierarchyDepthMax=${input.limits.hierarchyDepthMax}`, { limit: "hierarchyDepthMax", max: input.limits.hierarchyDepthMax });
+    return fail(
+      "ERR_HIERARCHY_TOO_DEEP",
+      `a child at depth ${input.actor.depth + 1} would exceed hierarchyDepthMax=${input.limits.hierarchyDepthMax}`,
+      { limit: "hierarchyDepthMax", max: input.limits.hierarchyDepthMax },
+    );
   }
   let childInput: Json;
   try {
     childInput = resolve();
-    encodeBounded(childInput, { bytesMax: input.limits.eventBytesMax, depthMax: input.limits.jsonDepthMax, what: `input of child ${name}` });
+    encodeBounded(childInput, {
+      bytesMax: input.limits.eventBytesMax,
+      depthMax: input.limits.jsonDepthMax,
+      what: `input of child ${name}`,
+    });
   } catch (thrown) {
     const e = serializeError(thrown);
     return fail(e.code, e.message, {});
@@ -243,8 +327,18 @@ function planSpawn(plan: StepPlan, input: StepInput, name: string, agentType: st
   plan.next.childCount += 1;
   plan.next.children[name] = childId;
   plan.children.push({
-    tenantId, actorId: childId, agentType, agentVersion: version, parentId: actorId, rootId: input.actor.rootId, name,
-    depth: input.actor.depth + 1, input: childInput, epoch: 0, ownerNode: undefined, createdAt: input.now,
+    tenantId,
+    actorId: childId,
+    agentType,
+    agentVersion: version,
+    parentId: actorId,
+    rootId: input.actor.rootId,
+    name,
+    depth: input.actor.depth + 1,
+    input: childInput,
+    epoch: 0,
+    ownerNode: undefined,
+    createdAt: input.now,
   });
   plan.planned.children.push({ actorId: childId, name, agentType });
 }
@@ -255,7 +349,13 @@ function pushMessage(plan: StepPlan, input: StepInput, to: string, event: Json &
 }
 
 /** Ends the actor: tells its parent, stops its children, drops its timers. */
-function finish(plan: StepPlan, input: StepInput, status: ActorStatus, output: Json | undefined, error: SerializedError | undefined): StepPlan {
+function finish(
+  plan: StepPlan,
+  input: StepInput,
+  status: ActorStatus,
+  output: Json | undefined,
+  error: SerializedError | undefined,
+): StepPlan {
   plan.status = status;
   plan.output = output;
   plan.error = error;

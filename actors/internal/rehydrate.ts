@@ -21,7 +21,14 @@ export interface LoadedActor {
 
 /** @internal The identity of an actor as steps need it. */
 export function identityOf(record: ActorRecord): ActorIdentity {
-  return { tenantId: record.tenantId, actorId: record.actorId, parentId: record.parentId, rootId: record.rootId, name: record.name, depth: record.depth };
+  return {
+    tenantId: record.tenantId,
+    actorId: record.actorId,
+    parentId: record.parentId,
+    rootId: record.rootId,
+    name: record.name,
+    depth: record.depth,
+  };
 }
 
 /** @internal Reads the event a journal entry applied, following a blob reference. */
@@ -51,9 +58,13 @@ export async function foldJournal(
     const plan = planStep({ def, state, event, actor: identityOf(record), seq: entry.seq, now: entry.createdAt, limits, latestVersionOf });
     const hash = stateHashOf(toEnvelope(def, plan.next));
     if (hash !== entry.stateHash) {
-      throw new AgentError("ERR_REPLAY_DIVERGED", `replay of ${record.actorId} diverged at seq ${entry.seq}: the statechart is not deterministic or its definition changed`, {
-        details: { tenantId: record.tenantId, actorId: record.actorId, seq: entry.seq, expected: entry.stateHash, actual: hash },
-      });
+      throw new AgentError(
+        "ERR_REPLAY_DIVERGED",
+        `replay of ${record.actorId} diverged at seq ${entry.seq}: the statechart is not deterministic or its definition changed`,
+        {
+          details: { tenantId: record.tenantId, actorId: record.actorId, seq: entry.seq, expected: entry.stateHash, actual: hash },
+        },
+      );
     }
     state = plan.next;
   }
@@ -74,7 +85,15 @@ export async function loadActor(store: Store, registry: AgentRegistry, record: A
     throw new AgentError(
       "ERR_VERSION_UNSUPPORTED",
       `actor ${record.actorId} is at ${record.agentType} version ${version}, which this node does not run, and version ${latest.version} ${latest.migrate ? "cannot migrate it with journal entries after its snapshot" : "declares no migrate function"}`,
-      { details: { tenantId: record.tenantId, actorId: record.actorId, agentType: record.agentType, storedVersion: version, latestVersion: latest.version } },
+      {
+        details: {
+          tenantId: record.tenantId,
+          actorId: record.actorId,
+          agentType: record.agentType,
+          storedVersion: version,
+          latestVersion: latest.version,
+        },
+      },
     );
   }
   if (stored === undefined) {
@@ -84,9 +103,13 @@ export async function loadActor(store: Store, registry: AgentRegistry, record: A
     return { record, def: latest, state, migrated: true, rowsRead: 0 };
   }
   let state = envelope === undefined ? undefined : fromEnvelope(stored, envelope);
-  const entries = tailLength > 0 ? await store.readJournal(record.tenantId, record.actorId, { afterSeq: record.snapshotSeq, limit: tailLength }) : [];
+  const entries =
+    tailLength > 0 ? await store.readJournal(record.tenantId, record.actorId, { afterSeq: record.snapshotSeq, limit: tailLength }) : [];
   if (entries.length !== tailLength) {
-    throw new AgentError("ERR_JOURNAL_GAP", `actor ${record.actorId}: expected ${tailLength} journal entries after seq ${record.snapshotSeq}, found ${entries.length}`);
+    throw new AgentError(
+      "ERR_JOURNAL_GAP",
+      `actor ${record.actorId}: expected ${tailLength} journal entries after seq ${record.snapshotSeq}, found ${entries.length}`,
+    );
   }
   state = await foldJournal(store, stored, record, state, entries, limits, (t) => registry.latestVersionOf(t));
   if (state === undefined || stored.version === latest.version || latest.migrate === undefined) {
@@ -102,9 +125,13 @@ function migrateMachine(latest: AgentDefinition, machine: Json, fromVersion: num
   try {
     return latest.migrate!(structuredClone(machine), fromVersion);
   } catch (cause) {
-    throw new AgentError("ERR_MIGRATION_FAILED", `migrating ${record.actorId} from ${record.agentType} v${fromVersion} to v${latest.version} threw`, {
-      cause,
-      details: { tenantId: record.tenantId, actorId: record.actorId, fromVersion, toVersion: latest.version },
-    });
+    throw new AgentError(
+      "ERR_MIGRATION_FAILED",
+      `migrating ${record.actorId} from ${record.agentType} v${fromVersion} to v${latest.version} threw`,
+      {
+        cause,
+        details: { tenantId: record.tenantId, actorId: record.actorId, fromVersion, toVersion: latest.version },
+      },
+    );
   }
 }

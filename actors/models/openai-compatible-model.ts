@@ -100,12 +100,7 @@ function resolveOptions(options: OpenAiCompatibleModelOptions): ResolvedOptions 
   });
 }
 
-async function complete(
-  options: ResolvedOptions,
-  url: string,
-  request: ModelRequest,
-  context: ModelCallContext,
-): Promise<ModelResponse> {
+async function complete(options: ResolvedOptions, url: string, request: ModelRequest, context: ModelCallContext): Promise<ModelResponse> {
   assert(request.messages.length > 0, "a model request has at least one message");
   assert(context.idempotencyKey.length > 0, "a model call carries the effect's idempotency key");
   if (context.signal.aborted) throw abortedError(context.signal.reason);
@@ -151,13 +146,7 @@ function requestHeaders(options: ResolvedOptions, idempotencyKey: string): Heade
   return headers;
 }
 
-function translateError(
-  error: unknown,
-  own: AbortSignal,
-  caller: AbortSignal,
-  options: ResolvedOptions,
-  url: string,
-): AgentError {
+function translateError(error: unknown, own: AbortSignal, caller: AbortSignal, options: ResolvedOptions, url: string): AgentError {
   if (own.aborted) {
     // The first abort wins: the caller's reason or our TimeoutError, whichever came first.
     if (caller.aborted && own.reason === caller.reason) return abortedError(caller.reason);
@@ -233,10 +222,7 @@ function toWireMessage(message: ChatMessage): WireMessage {
   }
   assert(toolCalls.length === 0, `a ${message.role} message carries no tool calls; only assistant messages do`);
   if (message.role === "tool") {
-    assert(
-      message.toolCallId !== undefined && message.toolCallId.length > 0,
-      "a tool message names its call (toolCallId)",
-    );
+    assert(message.toolCallId !== undefined && message.toolCallId.length > 0, "a tool message names its call (toolCallId)");
     return { role: "tool", content: message.content ?? "", tool_call_id: message.toolCallId };
   }
   return { role: message.role, content: message.content ?? "" };
@@ -287,8 +273,7 @@ function parseResponse(text: string, requestedModel: string): ModelResponse {
   const parsed = wireResponseSchema.safeParse(json);
   if (!parsed.success) {
     const providerMessage = providerErrorMessage(json);
-    const what =
-      providerMessage === undefined ? "does not match the chat-completions shape" : `is an error: ${providerMessage}`;
+    const what = providerMessage === undefined ? "does not match the chat-completions shape" : `is an error: ${providerMessage}`;
     throw new AgentError("ERR_MODEL", `model endpoint answered 2xx but the body ${what}`, {
       cause: parsed.error,
       details: { issues: summarizeIssues(parsed.error.issues) },
@@ -318,14 +303,10 @@ function toToolCall(call: WireResponseToolCall): ToolCallRequest {
   try {
     return { id: call.id, name: call.function.name, arguments: JSON.parse(text) as Json };
   } catch (cause) {
-    throw new AgentError(
-      "ERR_MODEL",
-      `model asked for tool ${call.function.name} (call ${call.id}) with arguments that are not JSON`,
-      {
-        cause,
-        details: { tool: call.function.name, toolCallId: call.id, arguments: text.slice(0, detailTextLengthMax) },
-      },
-    );
+    throw new AgentError("ERR_MODEL", `model asked for tool ${call.function.name} (call ${call.id}) with arguments that are not JSON`, {
+      cause,
+      details: { tool: call.function.name, toolCallId: call.id, arguments: text.slice(0, detailTextLengthMax) },
+    });
   }
 }
 

@@ -44,10 +44,7 @@ export type ScriptStep = ScriptedReply | ((request: ModelRequest) => ScriptedRep
  *
  * @experimental
  */
-export type TurnScript = (
-  request: ModelRequest,
-  turn: number,
-) => ScriptedReply | undefined | Promise<ScriptedReply | undefined>;
+export type TurnScript = (request: ModelRequest, turn: number) => ScriptedReply | undefined | Promise<ScriptedReply | undefined>;
 
 /**
  * A model client that answers from a script, without any network, and records every request.
@@ -77,9 +74,7 @@ const replySchema = z.strictObject({
     .array(z.strictObject({ name: z.string().min(1), arguments: z.json().optional() }))
     .max(64)
     .optional(),
-  usage: z
-    .strictObject({ inputTokens: z.number().int().nonnegative(), outputTokens: z.number().int().nonnegative() })
-    .optional(),
+  usage: z.strictObject({ inputTokens: z.number().int().nonnegative(), outputTokens: z.number().int().nonnegative() }).optional(),
   finishReason: z.string().min(1).optional(),
 });
 
@@ -124,10 +119,7 @@ export function createScriptedModel(script: readonly ScriptStep[], options: Scri
         throw new AgentError("ERR_MODEL", "script exhausted", { details: { steps: steps.length, call: index + 1 } });
       }
       next += 1;
-      const reply = await runStep(
-        () => (typeof step === "function" ? step(request) : step),
-        `script step ${index + 1}`,
-      );
+      const reply = await runStep(() => (typeof step === "function" ? step(request) : step), `script step ${index + 1}`);
       return toResponse(reply, request, resolved.model, `script step ${index + 1}`);
     },
   };

@@ -81,7 +81,10 @@ export function makeDeskAgents(log: CallLog, options: { failLookupTimes?: number
         },
         refunding: {
           entry: callTool("refund", ({ context }) => ({ orderId: context.orderId, amount: context.total })),
-          on: { "tool.refund.done": { target: "waiting", actions: assign({ refundId: ({ event }) => event.output.refundId }) }, "tool.refund.failed": "failed" },
+          on: {
+            "tool.refund.done": { target: "waiting", actions: assign({ refundId: ({ event }) => event.output.refundId }) },
+            "tool.refund.failed": "failed",
+          },
         },
         waiting: {
           entry: startTimer("settle", 50),

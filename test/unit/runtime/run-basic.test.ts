@@ -11,7 +11,12 @@ describe("a run on one node", () => {
     await store.migrate();
     const node = createNode({ store, agents: [desk, check], logger: silent });
     await node.start();
-    const { runId, created } = await node.startRun({ tenantId: "acme", agentType: "support-desk", input: { orderId: "o-1" }, idempotencyKey: "k1" });
+    const { runId, created } = await node.startRun({
+      tenantId: "acme",
+      agentType: "support-desk",
+      input: { orderId: "o-1" },
+      idempotencyKey: "k1",
+    });
     expect(created).toBe(true);
     const again = await node.startRun({ tenantId: "acme", agentType: "support-desk", input: { orderId: "o-1" }, idempotencyKey: "k1" });
     expect(again).toEqual({ runId, created: false });
