@@ -16,11 +16,11 @@ export interface AgentModelRequest extends Omit<ModelRequest, "tools"> {
 
 /** @internal The durable intents a statechart can express. */
 export type RuntimeIntent =
-  | { kind: "tool"; name: string; args: Resolvable<Json, any, any> }
+  | { kind: "tool"; name: Resolvable<string, any, any>; args: Resolvable<Json, any, any> }
   | { kind: "model"; name: string; request: Resolvable<AgentModelRequest, any, any> }
   | { kind: "startTimer"; name: string; delayMs: Resolvable<number, any, any> }
   | { kind: "cancelTimer"; name: string }
-  | { kind: "spawn"; name: string; agentType: string; input: Resolvable<Json, any, any> }
+  | { kind: "spawn"; name: Resolvable<string, any, any>; agentType: string; input: Resolvable<Json, any, any> }
   | { kind: "send"; to: Resolvable<string, any, any> | { parent: true }; event: Resolvable<Json & { type: string }, any, any> }
   | { kind: "stopChild"; name: string };
 
@@ -48,7 +48,8 @@ export function intentOf(exec: unknown): RuntimeIntent | undefined {
  * Calls one of the agent's tools as a durable effect. Its outcome comes back as the event
  * `tool.<name>.done` (`{ effectId, output }`) or `tool.<name>.failed` (`{ effectId, error }`).
  *
- * @param name - a tool declared in the agent's `tools`
+ * @param name - a tool declared in the agent's `tools`, or a function returning one (for tool
+ *   calls a model chose; handle the results with a wildcard such as `"tool.*"`)
  * @param args - the arguments, or a function of `{ context, event }` returning them
  * @returns an XState action
  * @example
@@ -57,7 +58,10 @@ export function intentOf(exec: unknown): RuntimeIntent | undefined {
  * on: { "tool.lookupOrder.done": { target: "checking", actions: assign({ order: ({ event }) => event.output }) } }
  * ```
  */
-export function callTool<TContext = any, TEvent = any>(name: string, args: Resolvable<Json, TContext, TEvent>): DurableAction {
+export function callTool<TContext = any, TEvent = any>(
+  name: Resolvable<string, TContext, TEvent>,
+  args: Resolvable<Json, TContext, TEvent>,
+): DurableAction {
   return durable({ kind: "tool", name, args });
 }
 
@@ -115,7 +119,8 @@ export function cancelTimer(name: string): DurableAction {
  * Its completion arrives as `child.<name>.done` (`{ actorId, output }`), its failure as
  * `child.<name>.failed` (`{ actorId, error }`), a stop as `child.<name>.stopped`.
  *
- * @param name - the child's name within this actor (unique per spawn)
+ * @param name - the child's name within this actor, or a function returning it (a name spawned
+ *   again while the earlier child runs replaces it in the parent's map of children)
  * @param agentType - a registered agent type
  * @param input - the child's input, or a function returning it
  * @returns an XState action
@@ -125,7 +130,7 @@ export function cancelTimer(name: string): DurableAction {
  * ```
  */
 export function spawnAgent<TContext = any, TEvent = any>(
-  name: string,
+  name: Resolvable<string, TContext, TEvent>,
   agentType: string,
   input: Resolvable<Json, TContext, TEvent>,
 ): DurableAction {

@@ -149,7 +149,7 @@ function applyIntent(
   const args = { context: info.context, event: info.event };
   switch (intent.kind) {
     case "tool":
-      return planTool(plan, input, intent.name, () => resolveArg(intent.args, args), index);
+      return planTool(plan, input, resolveArg(intent.name, args), () => resolveArg(intent.args, args), index);
     case "model":
       return planModel(plan, input, intent.name, () => resolveArg(intent.request, args), index);
     case "startTimer": {
@@ -172,7 +172,7 @@ function applyIntent(
     case "cancelTimer":
       return clearTimer(plan, intent.name);
     case "spawn":
-      return planSpawn(plan, input, intent.name, intent.agentType, () => resolveArg(intent.input, args), index);
+      return planSpawn(plan, input, resolveArg(intent.name, args), intent.agentType, () => resolveArg(intent.input, args), index);
     case "stopChild": {
       const childId = plan.next.children[intent.name];
       if (childId !== undefined) pushMessage(plan, input, childId, { type: "tessera.stop" }, `stop.${childId}`);

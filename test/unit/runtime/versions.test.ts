@@ -1,0 +1,87 @@
+import { assign, setup } from "xstate";
+import { describe, expect, it } from "vitest";
+import { defineAgent } from "../../../actors/define-agent.js";
+import { createNode } from "../../../actors/node.js";
+import { createMemoryStore } from "../../../persistence/memory/index.js";
+
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
+
+const v1 = defineAgent({
+  type: "counter",
+  version: 1,
+  tools: [],
+  machine: setup({ types: {} as { context: { count: number }; events: any } }).createMachine({
+    context: { count: 0 },
+    initial: "counting",
+    states: {
+      counting: { on: { inc: { actions: assign({ count: ({ context }) => context.count + 1 }) }, stop: "done" } },
+      done: { type: "final" },
+    },
+    output: ({ context }) => ({ count: context.count }),
+  }),
+});
+
+const v2Machine = setup({ types: {} as { context: { total: number; unit: string }; events: any } }).createMachine({
+  context: { total: 0, unit: "items" },
+  initial: "counting",
+  states: {
+    counting: { on: { inc: { actions: assign({ total: ({ context }) => context.total + 1 }) }, stop: "done" } },
+    done: { type: "final" },
+  },
+  output: ({ context }) => ({ total: context.total, unit: context.unit }),
+});
+
+async function until(check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 3000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not reached");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function runOnV1() {
+  const store = createMemoryStore();
+  await store.migrate();
+  const node = createNode({ store, agents: [v1], logger: silent, limits: { snapshotIntervalSteps: 2 } });
+  await node.start();
+  const { runId } = await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: "c" });
+  for (let i = 0; i < 3; i++) await node.sendEvent({ tenantId: "t", actorId: runId, event: { type: "inc" }, messageId: `i${i}` });
+  await until(async () => (await node.getActor("t", runId)).revision === 4);
+  await node.close();
+  return { store, runId };
+}
+
+describe("agent versions", () => {
+  it("migrates an old snapshot with the declared function and carries on", async () => {
+    const { store, runId } = await runOnV1();
+    const v2 = defineAgent({
+      type: "counter",
+      version: 2,
+      tools: [],
+      machine: v2Machine,
+      migrate: (persisted: any, fromVersion) => {
+        expect(fromVersion).toBe(1);
+        return { ...persisted, context: { total: persisted.context.count, unit: "items" } };
+      },
+    });
+    const node = createNode({ store, agents: [v1, v2], logger: silent });
+    await node.start();
+    await node.sendEvent({ tenantId: "t", actorId: runId, event: { type: "inc" }, messageId: "after" });
+    await node.sendEvent({ tenantId: "t", actorId: runId, event: { type: "stop" }, messageId: "stop" });
+    const view = await node.waitForStatus("t", runId, { timeoutMs: 3000 });
+    expect(view.output).toEqual({ total: 4, unit: "items" });
+    await node.close();
+  });
+
+  it("refuses a snapshot it cannot migrate with ERR_VERSION_UNSUPPORTED, and never resets it", async () => {
+    const { store, runId } = await runOnV1();
+    const before = await store.getActor("t", runId);
+    const v2 = defineAgent({ type: "counter", version: 2, tools: [], machine: v2Machine });
+    const node = createNode({ store, agents: [v2], logger: silent });
+    await node.start();
+    expect(node.activationError("t", runId)?.code).toBe("ERR_VERSION_UNSUPPORTED");
+    const after = await store.getActor("t", runId);
+    expect(after).toMatchObject({ status: "active", revision: before!.revision, snapshot: before!.snapshot });
+    await node.close();
+  });
+});
