@@ -1,4 +1,5 @@
 import { createActor, type AnyMachineSnapshot } from "xstate";
+import { z } from "zod";
 import { AgentError } from "../../core/errors.js";
 import { canonicalJson, type Json } from "../../core/json.js";
 import { sha256 } from "../../core/ids.js";
@@ -45,25 +46,25 @@ export function stateHashOf(envelope: SnapshotEnvelope): string {
   return sha256(canonicalJson(envelope));
 }
 
-/** @internal Checks the shape of a stored envelope (a pair assertion with {@link toEnvelope}). */
+const envelopeSchema = z.object({
+  v: z.literal(1),
+  agentType: z.string(),
+  agentVersion: z.number().int().positive(),
+  machine: z.record(z.string(), z.unknown()).nullable(),
+  children: z.record(z.string(), z.string()),
+  timers: z.record(z.string(), z.object({ timerId: z.string(), dueAt: z.number() })),
+  childCount: z.number().int().nonnegative(),
+});
+
+/** @internal Checks a stored envelope with zod (the pair of {@link toEnvelope}). */
 export function parseEnvelope(raw: unknown, agentType: string): SnapshotEnvelope {
-  const env = raw as Partial<SnapshotEnvelope> | null;
-  const valid =
-    env !== null &&
-    typeof env === "object" &&
-    env.v === 1 &&
-    env.agentType === agentType &&
-    Number.isInteger(env.agentVersion) &&
-    typeof env.machine === "object" &&
-    typeof env.children === "object" &&
-    typeof env.timers === "object" &&
-    Number.isInteger(env.childCount);
-  if (!valid) {
+  const parsed = envelopeSchema.safeParse(raw);
+  if (!parsed.success || parsed.data.agentType !== agentType) {
     throw new AgentError("ERR_SNAPSHOT_INVALID", `stored snapshot of a ${agentType} actor is not a valid v1 envelope`, {
-      details: { agentType },
+      details: { agentType, issues: parsed.success ? [] : parsed.error.issues.map((i) => ({ path: i.path.join("."), code: i.code })) },
     });
   }
-  return env as SnapshotEnvelope;
+  return parsed.data as SnapshotEnvelope;
 }
 
 /** @internal Restores the live state from an envelope with the definition of the envelope's version. */

@@ -53,6 +53,7 @@ describe("recovery on one node", () => {
     clock.advance(3_600_000 * 2);
     const second = createNode({ store, agents: [timerAgent()], clock, logger: silent });
     expect((await second.start()).recovered).toBe(1);
+    clock.advance(0); // the simulated clock fires what is due only when told to
     const view = await second.waitForStatus("t", runId, { timeoutMs: 3000 });
     expect(view).toMatchObject({ status: "completed", output: { fired: 1 } });
     expect(await store.listTimers("t", runId)).toEqual([]);
