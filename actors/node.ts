@@ -88,7 +88,7 @@ export class TesseraNode {
   readonly #cells = new Map<string, ActorCell>();
   readonly #activating = new Map<string, Promise<ActorCell | undefined>>();
   readonly #inputs = new Map<string, Json>();
-  readonly #waiters = new Map<string, Set<() => void>>();
+  readonly #waiters = new Map<string, Set<(status?: ActorStatus) => void>>();
   readonly #runtime: RuntimeContext;
   #state: "new" | "started" | "closing" | "closed" = "new";
   #closedPromise: Promise<void> | undefined;
@@ -127,7 +127,7 @@ export class TesseraNode {
       reload: (cell) => this.#reload(cell),
       activateNew: (tenantId, actorId) => void this.#activate(tenantId, actorId),
       deliver: (message) => this.#deliver(message),
-      notify: (cell) => this.#notify(cell.key),
+      notify: (cell) => this.#notify(cell.key, cell.status),
     };
   }
 
@@ -351,21 +351,28 @@ export class TesseraNode {
         throw new TimeoutError(`actor ${actorId} did not reach ${wanted.join("|")} within ${options.timeoutMs} ms (it is ${view.status})`, {
           details: { actorId, status: view.status },
         });
+      // Woken by this node's commits of the actor (only when they reach a wanted status, so a busy
+      // actor costs its waiters no reads), and by a poll for commits made by other processes.
       await new Promise<void>((resolve, reject) => {
         const waiters = this.#waiters.get(key) ?? new Set();
         this.#waiters.set(key, waiters);
         const done = (): void => {
           clearTimeout(timer);
-          waiters.delete(done);
+          waiters.delete(wake);
+          if (waiters.size === 0) this.#waiters.delete(key);
           options.signal?.removeEventListener("abort", onAbort);
+        };
+        const wake = (status?: ActorStatus): void => {
+          if (status !== undefined && !wanted.includes(status)) return;
+          done();
           resolve();
         };
         const onAbort = (): void => {
           done();
           reject(options.signal?.reason);
         };
-        const timer = setTimeout(done, Math.min(remaining, this.#options.statusPollMs));
-        waiters.add(done);
+        const timer = setTimeout(() => wake(), Math.min(remaining, this.#options.statusPollMs));
+        waiters.add(wake);
         options.signal?.addEventListener("abort", onAbort, { once: true });
       });
     }
@@ -459,7 +466,7 @@ export class TesseraNode {
       this.#cells.clear();
       await Promise.allSettled(this.#activating.values());
       this.#state = "closed";
-      for (const waiters of this.#waiters.values()) for (const wake of waiters) wake();
+      for (const waiters of this.#waiters.values()) for (const wake of [...waiters]) wake();
     })();
     return this.#closedPromise;
   }
@@ -485,10 +492,10 @@ export class TesseraNode {
     }
   }
 
-  #notify(key: string): void {
+  #notify(key: string, status: ActorStatus | undefined): void {
     const waiters = this.#waiters.get(key);
     if (waiters === undefined) return;
-    for (const wake of [...waiters]) wake();
+    for (const wake of [...waiters]) wake(status);
   }
 
   #deliver(message: NewMessage): void {

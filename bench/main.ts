@@ -1,0 +1,183 @@
+/**
+ * `npm run bench [-- --quick]`: Tessera's durable steps against raw PostgreSQL on the same database,
+ * in one run. Prints a markdown table and writes JSON to .bench/ (git-ignored).
+ */
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import { createPgStore } from "../persistence/pg/index.js";
+import { createPgliteStore } from "../persistence/pglite/index.js";
+import { durableSteps } from "./durable-steps.js";
+import { growth } from "./growth.js";
+import { loadAverage, machineInfo, postgresCpuMicros } from "./machine.js";
+import { referenceGroupCommit, referenceInserts } from "./reference.js";
+import { cell, percentile, summarize } from "./stats.js";
+
+const quick = process.argv.includes("--quick");
+const databaseUrl = process.env.DATABASE_URL ?? "postgresql://root@127.0.0.1:5432/test";
+const reps = quick ? 1 : 3;
+const rows: Array<[string, string, string]> = [];
+const json: Record<string, unknown> = { quick, startedAt: new Date().toISOString() };
+const note = (name: string, value: string, context = ""): void => {
+  rows.push([name, value, context]);
+  console.error(`${name}: ${value} ${context}`);
+};
+
+const pool = new pg.Pool({ connectionString: databaseUrl, max: 70, connectionTimeoutMillis: 5000, idleTimeoutMillis: 1000 });
+pool.on("error", () => {});
+const schema = `bench_${randomUUID().replaceAll("-", "").slice(0, 12)}`;
+await pool.query(`CREATE SCHEMA ${schema}`);
+json.machine = await machineInfo(pool);
+
+try {
+  // 1. Reference: the store's own limits, measured now, on this machine.
+  const refSteps = quick ? 500 : 3000;
+  const single = await repeat(() => referenceInserts(pool, schema, 1, refSteps));
+  const singleLatency = single.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
+  note(
+    "raw pg: INSERT per transaction, 1 client, steps/s",
+    cell(single.map((r) => r.stepsPerSecond)),
+    `p50 ${percentile(singleLatency, 50).toFixed(3)} ms; load ${loadAverage()}`,
+  );
+  const single64 = await repeat(() => referenceInserts(pool, schema, 64, refSteps * 4));
+  note("raw pg: INSERT per transaction, 64 clients, steps/s", cell(single64.map((r) => r.stepsPerSecond)), `load ${loadAverage()}`);
+  const group64 = await repeat(() => referenceGroupCommit(pool, schema, 64, refSteps * 8));
+  note("raw pg: group commit, 64 runs, steps/s", cell(group64.map((r) => r.stepsPerSecond)), `load ${loadAverage()}`);
+  json.reference = { single, single64: single64.map((r) => r.stepsPerSecond), group64: group64.map((r) => r.stepsPerSecond) };
+
+  // 2. Tessera durable-steps on PostgreSQL.
+  const stepsPerRun = 10;
+  const cells: Array<{ concurrency: number; runs: number }> = quick
+    ? [
+        { concurrency: 1, runs: 20 },
+        { concurrency: 64, runs: 200 },
+        { concurrency: 1000, runs: 1000 },
+      ]
+    : [
+        { concurrency: 1, runs: 100 },
+        { concurrency: 16, runs: 600 },
+        { concurrency: 64, runs: 1500 },
+        { concurrency: 1000, runs: 3000 },
+      ];
+  const tessera: Record<string, unknown> = {};
+  let ratio64 = NaN;
+  let p50Single = NaN;
+  for (const c of cells) {
+    const results = await repeat(async () => {
+      const store = createPgStore({ connectionString: databaseUrl, schema: `${schema}_t`, poolSize: 8 });
+      await store.migrate();
+      const before = { ...store.stats };
+      const pgCpu = await postgresCpuMicros();
+      const bytes = await schemaBytes(pool, `${schema}_t`);
+      const result = await durableSteps(store, { concurrency: c.concurrency, runs: c.runs, stepsPerRun, tag: randomUUID() });
+      const after = store.stats;
+      const out = {
+        ...result,
+        pgCpuMicrosPerStep: ((await postgresCpuMicros()) - pgCpu) / result.steps,
+        statementsPerStep: (after.statements - before.statements) / result.steps,
+        transactionsPerStep: (after.transactions - before.transactions) / result.steps,
+        bytesPerStep: ((await schemaBytes(pool, `${schema}_t`)) - bytes) / result.steps,
+      };
+      await store.close();
+      return out;
+    });
+    tessera[`c${c.concurrency}`] = results;
+    const sps = results.map((r) => r.stepsPerSecond);
+    note(
+      `tessera pg: ${c.concurrency} concurrent run(s), steps/s`,
+      cell(sps),
+      `load ${loadAverage()}; largest batch ${Math.max(...results.map((r) => r.largestBatch))}`,
+    );
+    if (c.concurrency === 1) {
+      p50Single = summarize(results.map((r) => r.stepLatencyP50Ms)).median;
+      note(
+        "tessera pg: step latency at 1 run, p50 / p99 ms",
+        `${cell(
+          results.map((r) => r.stepLatencyP50Ms),
+          3,
+        )} / ${cell(
+          results.map((r) => r.stepLatencyP99Ms),
+          3,
+        )}`,
+      );
+    }
+    if (c.concurrency === 64) ratio64 = summarize(sps).median / summarize(group64.map((r) => r.stepsPerSecond)).median;
+    note(
+      `tessera pg: costs per step at ${c.concurrency}`,
+      `node ${cell(results.map((r) => r.nodeCpuMicros / r.steps))} µs, pg ${cell(results.map((r) => r.pgCpuMicrosPerStep))} µs`,
+      `${cell(
+        results.map((r) => r.statementsPerStep),
+        2,
+      )} statements, ${cell(
+        results.map((r) => r.transactionsPerStep),
+        2,
+      )} transactions, ${cell(results.map((r) => r.bytesPerStep))} bytes`,
+    );
+  }
+  json.tessera = tessera;
+  note("ratio: tessera 64 runs / group-commit reference", Number.isNaN(ratio64) ? "n/a (quick)" : ratio64.toFixed(2), "target ≥ 0.5");
+  note("ratio: tessera p50 at 1 run / INSERT per transaction p50", (p50Single / percentile(singleLatency, 50)).toFixed(2), "target ≤ 1.4");
+
+  // 3. The embedded default.
+  const dataDir = `.bench/pglite-${randomUUID().slice(0, 8)}`;
+  const lite = await createPgliteStore({ dataDir });
+  await lite.migrate();
+  for (const c of quick
+    ? [
+        { concurrency: 1, runs: 10 },
+        { concurrency: 64, runs: 64 },
+      ]
+    : [
+        { concurrency: 1, runs: 50 },
+        { concurrency: 64, runs: 320 },
+      ]) {
+    const results = await repeat(() => durableSteps(lite, { concurrency: c.concurrency, runs: c.runs, stepsPerRun, tag: randomUUID() }));
+    note(
+      `tessera pglite: ${c.concurrency} concurrent run(s), steps/s`,
+      cell(results.map((r) => r.stepsPerSecond)),
+      `p50 ${cell(
+        results.map((r) => r.stepLatencyP50Ms),
+        2,
+      )} ms`,
+    );
+  }
+  await lite.close();
+  await rm(dataDir, { recursive: true, force: true });
+
+  // 4. Growth and rehydration.
+  json.growth = await growth(pool, databaseUrl, `${schema}_g`, quick ? [10, 200, 1000] : [10, 1000, 10000], note);
+} finally {
+  await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await pool.query(`DROP SCHEMA IF EXISTS ${schema}_t CASCADE`);
+  await pool.query(`DROP SCHEMA IF EXISTS ${schema}_g CASCADE`);
+  await pool.end();
+}
+
+const table = [
+  "| measure | value (median, min–max of " + reps + ") | context |",
+  "| --- | --- | --- |",
+  ...rows.map((r) => `| ${r.join(" | ")} |`),
+].join("\n");
+console.log(
+  `\n## Tessera bench ${quick ? "(quick)" : ""}\n\n${Object.entries(json.machine as Record<string, string>)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(" · ")}\n\n${table}\n`,
+);
+await mkdir(".bench", { recursive: true });
+const file = `.bench/bench-${new Date().toISOString().replaceAll(":", "-")}.json`;
+await writeFile(file, JSON.stringify({ ...json, rows }, null, 2));
+console.log(`JSON: ${file}`);
+
+async function repeat<T>(fn: () => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < reps; i++) out.push(await fn());
+  return out;
+}
+
+async function schemaBytes(p: pg.Pool, name: string): Promise<number> {
+  const { rows: r } = await p.query(
+    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+    [name],
+  );
+  return Number((r[0] as { bytes: string }).bytes);
+}
