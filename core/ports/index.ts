@@ -28,4 +28,4 @@ export type {
   ChatMessage,
   ToolCallRequest,
 } from "./model-client.js";
-export type { Transport } from "./transport.js";
+export type { Transport, TransportMessage, MessageHandler, PublishOptions, SubscribeOptions, RequestOptions, Subscription } from "./transport.js";
