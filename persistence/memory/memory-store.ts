@@ -1,0 +1,394 @@
+import { AgentError, LimitError, SnapshotConflictError, StoreError } from "../../core/errors.js";
+import { assert } from "../../core/assert.js";
+import type {
+  ActorQuery,
+  ActorRecord,
+  CommitOutcome,
+  EffectGuard,
+  EffectPatch,
+  EffectRecord,
+  EffectState,
+  JournalEntry,
+  MessageRecord,
+  NewActor,
+  NewMessage,
+  StepCommit,
+  Store,
+  TimerRecord,
+} from "../../core/ports/store.js";
+import { validateCommit } from "../internal/validate-commit.js";
+
+/** The states that finalize cancels. */
+const openEffectStates: ReadonlySet<EffectState> = new Set(["planned", "running", "awaiting-approval"]);
+
+/** Everything one tenant owns. Maps keep insertion order, which gives creation and FIFO order. */
+interface TenantData {
+  actors: Map<string, ActorRecord>;
+  runs: Map<string, { actorId: string; inputHash: string | undefined }>;
+  journal: Map<string, JournalEntry[]>;
+  effects: Map<string, Map<string, EffectRecord>>;
+  mailbox: Map<string, Map<string, MessageRecord>>;
+  pending: Map<string, number>;
+  timers: Map<string, Map<string, TimerRecord>>;
+  blobs: Map<string, string>;
+}
+
+const clone: <T>(value: T) => T = structuredClone;
+
+function inner<V>(map: Map<string, Map<string, V>>, key: string): Map<string, V> {
+  let found = map.get(key);
+  if (found === undefined) {
+    found = new Map();
+    map.set(key, found);
+  }
+  return found;
+}
+
+function newActorRecord(actor: NewActor): ActorRecord {
+  return {
+    ...clone(actor),
+    status: "active",
+    revision: 0,
+    snapshot: undefined,
+    snapshotSeq: 0,
+    lastHash: "",
+    output: undefined,
+    error: undefined,
+    childCount: 0,
+    updatedAt: actor.createdAt,
+  };
+}
+
+/**
+ * The in-memory {@link Store}: the same semantics as the SQL store, for unit tests. Every value is
+ * deep-copied on the way in and out, so callers can never change stored state by mutating it.
+ *
+ * @internal Create it with `createMemoryStore()`.
+ */
+export class MemoryStore implements Store {
+  readonly kind = "memory";
+  readonly #tenants = new Map<string, TenantData>();
+  #closed = false;
+
+  async migrate(): Promise<void> {
+    this.#open();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async createActor(
+    actor: NewActor,
+    options: { runKey?: string; inputHash?: string } = {},
+  ): Promise<{ actor: ActorRecord; created: boolean }> {
+    this.#open();
+    const tenant = this.#tenant(actor.tenantId);
+    const { runKey, inputHash } = options;
+    if (runKey !== undefined) {
+      const run = tenant.runs.get(runKey);
+      if (run !== undefined) {
+        if (run.inputHash !== inputHash) {
+          throw new AgentError("ERR_IDEMPOTENCY_MISMATCH", `run ${runKey} was started with different input`, {
+            details: { tenantId: actor.tenantId, runKey, actorId: run.actorId },
+          });
+        }
+        const existing = tenant.actors.get(run.actorId);
+        assert(existing !== undefined, "a run points at an existing actor");
+        return { actor: clone(existing), created: false };
+      }
+    }
+    if (tenant.actors.has(actor.actorId)) throw actorExists(actor.tenantId, actor.actorId);
+    const record = newActorRecord(actor);
+    tenant.actors.set(actor.actorId, record);
+    if (runKey !== undefined) tenant.runs.set(runKey, { actorId: actor.actorId, inputHash });
+    return { actor: clone(record), created: true };
+  }
+
+  async getActor(tenantId: string, actorId: string): Promise<ActorRecord | undefined> {
+    this.#open();
+    const actor = this.#tenants.get(tenantId)?.actors.get(actorId);
+    return actor === undefined ? undefined : clone(actor);
+  }
+
+  async findRun(tenantId: string, runKey: string): Promise<ActorRecord | undefined> {
+    this.#open();
+    const tenant = this.#tenants.get(tenantId);
+    const run = tenant?.runs.get(runKey);
+    if (tenant === undefined || run === undefined) return undefined;
+    const actor = tenant.actors.get(run.actorId);
+    return actor === undefined ? undefined : clone(actor);
+  }
+
+  async listActors(tenantId: string, query: ActorQuery): Promise<ActorRecord[]> {
+    this.#open();
+    assert(Number.isSafeInteger(query.limit) && query.limit >= 0, "listActors limit is an integer >= 0");
+    const actors = [...(this.#tenants.get(tenantId)?.actors.values() ?? [])].filter(
+      (actor) =>
+        (query.parentId === undefined || actor.parentId === query.parentId) &&
+        (query.status === undefined || actor.status === query.status),
+    );
+    actors.sort((a, b) => a.createdAt - b.createdAt || compareText(a.actorId, b.actorId));
+    return actors.slice(0, query.limit).map((record) => clone(record));
+  }
+
+  async commitSteps(commits: readonly StepCommit[]): Promise<CommitOutcome[]> {
+    this.#open();
+    // JavaScript runs this loop without interruption, so each commit is atomic and they apply in order.
+    return commits.map((commit) => this.#commitOne(commit));
+  }
+
+  async readJournal(tenantId: string, actorId: string, query: { afterSeq?: number; limit: number }): Promise<JournalEntry[]> {
+    this.#open();
+    assert(Number.isSafeInteger(query.limit) && query.limit >= 0, "readJournal limit is an integer >= 0");
+    const afterSeq = query.afterSeq ?? 0;
+    const entries = this.#tenants.get(tenantId)?.journal.get(actorId) ?? [];
+    return entries
+      .filter((entry) => entry.seq > afterSeq)
+      .slice(0, query.limit)
+      .map((record) => clone(record));
+  }
+
+  async listEffects(tenantId: string, actorId: string, query: { states?: readonly EffectState[] } = {}): Promise<EffectRecord[]> {
+    this.#open();
+    const effects = [...(this.#tenants.get(tenantId)?.effects.get(actorId)?.values() ?? [])];
+    const states = query.states;
+    return effects.filter((effect) => states === undefined || states.includes(effect.state)).map((record) => clone(record));
+  }
+
+  async getEffect(tenantId: string, actorId: string, effectId: string): Promise<EffectRecord | undefined> {
+    this.#open();
+    const effect = this.#tenants.get(tenantId)?.effects.get(actorId)?.get(effectId);
+    return effect === undefined ? undefined : clone(effect);
+  }
+
+  async updateEffect(tenantId: string, actorId: string, effectId: string, patch: EffectPatch, guard: EffectGuard): Promise<boolean> {
+    this.#open();
+    const tenant = this.#tenants.get(tenantId);
+    const effect = tenant?.effects.get(actorId)?.get(effectId);
+    if (tenant === undefined || effect === undefined || !guard.fromStates.includes(effect.state)) return false;
+    if (guard.epoch !== undefined && tenant.actors.get(actorId)?.epoch !== guard.epoch) return false;
+    if (patch.state !== undefined) effect.state = patch.state;
+    if (patch.attempts !== undefined) effect.attempts = patch.attempts;
+    if ("nextAttemptAt" in patch) effect.nextAttemptAt = patch.nextAttemptAt;
+    if ("error" in patch) effect.error = clone(patch.error);
+    effect.updatedAt = patch.updatedAt;
+    return true;
+  }
+
+  async enqueueMessage(message: NewMessage, options: { mailboxDepthMax: number }): Promise<{ created: boolean }> {
+    this.#open();
+    assert(Number.isSafeInteger(options.mailboxDepthMax) && options.mailboxDepthMax > 0, "mailboxDepthMax is a positive integer");
+    const { tenantId, actorId, messageId } = message;
+    const tenant = this.#tenants.get(tenantId);
+    const actor = tenant?.actors.get(actorId);
+    if (tenant === undefined || actor === undefined) {
+      throw new AgentError("ERR_ACTOR_NOT_FOUND", `actor ${actorId} does not exist`, { details: { tenantId, actorId } });
+    }
+    if (tenant.mailbox.get(actorId)?.has(messageId)) return { created: false };
+    if (actor.status !== "active") {
+      throw new AgentError("ERR_ACTOR_NOT_ACTIVE", `actor ${actorId} is ${actor.status}`, {
+        details: { tenantId, actorId, status: actor.status },
+      });
+    }
+    const pending = tenant.pending.get(actorId) ?? 0;
+    if (pending >= options.mailboxDepthMax) throw mailboxFull(tenantId, actorId, options.mailboxDepthMax, pending);
+    this.#insertMessage(tenant, message);
+    return { created: true };
+  }
+
+  async pendingMessages(tenantId: string, actorId: string, limit: number): Promise<MessageRecord[]> {
+    this.#open();
+    assert(Number.isSafeInteger(limit) && limit >= 0, "pendingMessages limit is an integer >= 0");
+    const pending: MessageRecord[] = [];
+    for (const message of this.#tenants.get(tenantId)?.mailbox.get(actorId)?.values() ?? []) {
+      if (pending.length >= limit) break;
+      if (message.appliedSeq === undefined) pending.push(clone(message));
+    }
+    return pending;
+  }
+
+  async getMessage(tenantId: string, actorId: string, messageId: string): Promise<MessageRecord | undefined> {
+    this.#open();
+    const message = this.#tenants.get(tenantId)?.mailbox.get(actorId)?.get(messageId);
+    return message === undefined ? undefined : clone(message);
+  }
+
+  async listTimers(tenantId: string, actorId: string): Promise<TimerRecord[]> {
+    this.#open();
+    const timers = [...(this.#tenants.get(tenantId)?.timers.get(actorId)?.values() ?? [])];
+    timers.sort((a, b) => a.dueAt - b.dueAt || compareText(a.timerId, b.timerId));
+    return timers.map((record) => clone(record));
+  }
+
+  async claimActiveActors(nodeId: string, limit: number): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>> {
+    this.#open();
+    assert(Number.isSafeInteger(limit) && limit >= 0, "claimActiveActors limit is an integer >= 0");
+    const active: ActorRecord[] = [];
+    for (const tenant of this.#tenants.values())
+      for (const actor of tenant.actors.values()) if (actor.status === "active") active.push(actor);
+    active.sort((a, b) => compareText(a.tenantId, b.tenantId) || compareText(a.actorId, b.actorId));
+    return active.slice(0, limit).map((actor) => {
+      actor.epoch += 1;
+      actor.ownerNode = nodeId;
+      return { tenantId: actor.tenantId, actorId: actor.actorId, epoch: actor.epoch };
+    });
+  }
+
+  async getBlob(tenantId: string, blobId: string): Promise<string | undefined> {
+    this.#open();
+    return this.#tenants.get(tenantId)?.blobs.get(blobId);
+  }
+
+  #commitOne(commit: StepCommit): CommitOutcome {
+    const invalid = validateCommit(commit);
+    if (invalid !== undefined) return { ok: false, error: invalid };
+    const tenant = this.#tenant(commit.tenantId);
+    const refused = this.#guard(tenant, commit) ?? this.#duplicateKey(tenant, commit);
+    if (refused !== undefined) return { ok: false, error: refused };
+    const { actorId, entry } = commit;
+    const actor = tenant.actors.get(actorId);
+    assert(actor !== undefined, "the guard found the actor");
+    const { snapshot, ...fields } = commit.actor;
+    Object.assign(actor, clone(fields), { revision: entry.seq, lastHash: entry.hash });
+    if (snapshot !== undefined) {
+      actor.snapshot = clone(snapshot);
+      actor.snapshotSeq = entry.seq;
+    }
+    if (commit.appliedMessageId !== undefined) {
+      const message = tenant.mailbox.get(actorId)?.get(commit.appliedMessageId);
+      assert(message !== undefined && message.appliedSeq === undefined, "the guard found the message pending");
+      message.appliedSeq = entry.seq;
+      tenant.pending.set(actorId, (tenant.pending.get(actorId) ?? 1) - 1);
+    }
+    let journal = tenant.journal.get(actorId);
+    if (journal === undefined) tenant.journal.set(actorId, (journal = []));
+    journal.push(clone(entry));
+    const effects = inner(tenant.effects, actorId);
+    for (const effect of commit.effects) effects.set(effect.effectId, clone(effect));
+    for (const child of commit.children) tenant.actors.set(child.actorId, newActorRecord(child));
+    for (const blob of commit.blobs) if (!tenant.blobs.has(blob.blobId)) tenant.blobs.set(blob.blobId, blob.data);
+    for (const message of commit.messages) {
+      if (!tenant.mailbox.get(message.actorId)?.has(message.messageId)) this.#insertMessage(tenant, message);
+    }
+    this.#applyOutcome(effects, commit);
+    const timers = inner(tenant.timers, actorId);
+    for (const timerId of commit.timersCleared) timers.delete(timerId);
+    for (const timer of commit.timersSet) timers.set(timer.timerId, clone(timer));
+    if (commit.finalize) {
+      timers.clear();
+      for (const effect of effects.values()) {
+        if (!openEffectStates.has(effect.state)) continue;
+        effect.state = "cancelled";
+        effect.updatedAt = commit.actor.updatedAt;
+      }
+    }
+    return { ok: true };
+  }
+
+  #guard(tenant: TenantData, commit: StepCommit): SnapshotConflictError | undefined {
+    const { actorId, expectedRevision } = commit;
+    const actor = tenant.actors.get(actorId);
+    if (actor === undefined)
+      return new SnapshotConflictError(actorId, expectedRevision, undefined, { details: { reason: "actor-not-found" } });
+    if (actor.revision !== expectedRevision) {
+      return new SnapshotConflictError(actorId, expectedRevision, actor.revision, { details: { reason: "stale-revision" } });
+    }
+    if (actor.epoch !== commit.epoch) {
+      return new SnapshotConflictError(actorId, expectedRevision, actor.revision, {
+        details: { reason: "stale-epoch", expectedEpoch: commit.epoch, actualEpoch: actor.epoch },
+      });
+    }
+    const messageId = commit.appliedMessageId;
+    if (messageId !== undefined) {
+      const message = tenant.mailbox.get(actorId)?.get(messageId);
+      if (message === undefined || message.appliedSeq !== undefined) {
+        return new SnapshotConflictError(actorId, expectedRevision, actor.revision, {
+          details: { reason: "message-not-pending", messageId },
+        });
+      }
+    }
+    return undefined;
+  }
+
+  /** What a unique key would refuse in SQL: a new effect or child whose id is taken. */
+  #duplicateKey(tenant: TenantData, commit: StepCommit): StoreError | undefined {
+    const effects = tenant.effects.get(commit.actorId);
+    const effectIds = new Set<string>();
+    for (const { effectId } of commit.effects) {
+      if (effectIds.has(effectId) || effects?.has(effectId)) return duplicateKey("effects", effectId);
+      effectIds.add(effectId);
+    }
+    const childIds = new Set<string>();
+    for (const { actorId } of commit.children) {
+      if (childIds.has(actorId) || tenant.actors.has(actorId)) return duplicateKey("actors", actorId);
+      childIds.add(actorId);
+    }
+    return undefined;
+  }
+
+  #applyOutcome(effects: Map<string, EffectRecord>, commit: StepCommit): void {
+    const outcome = commit.effectOutcome;
+    const effect = outcome === undefined ? undefined : effects.get(outcome.effectId);
+    if (outcome === undefined || effect === undefined) return;
+    effect.state = outcome.state;
+    effect.result = clone(outcome.result);
+    effect.resultRef = outcome.resultRef;
+    effect.error = clone(outcome.error);
+    effect.usage = clone(outcome.usage);
+    effect.attempts = outcome.attempts;
+    effect.completedSeq = commit.entry.seq;
+    effect.updatedAt = commit.actor.updatedAt;
+  }
+
+  #insertMessage(tenant: TenantData, message: NewMessage): void {
+    inner(tenant.mailbox, message.actorId).set(message.messageId, { ...clone(message), appliedSeq: undefined });
+    tenant.pending.set(message.actorId, (tenant.pending.get(message.actorId) ?? 0) + 1);
+  }
+
+  #tenant(tenantId: string): TenantData {
+    let tenant = this.#tenants.get(tenantId);
+    if (tenant === undefined) {
+      tenant = {
+        actors: new Map(),
+        runs: new Map(),
+        journal: new Map(),
+        effects: new Map(),
+        mailbox: new Map(),
+        pending: new Map(),
+        timers: new Map(),
+        blobs: new Map(),
+      };
+      this.#tenants.set(tenantId, tenant);
+    }
+    return tenant;
+  }
+
+  #open(): void {
+    if (this.#closed) throw new StoreError("ERR_STORE_UNAVAILABLE", "the memory store is closed");
+  }
+}
+
+/** Code-point order, the order of PostgreSQL's "C" collation, so that adapters sort alike. */
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function actorExists(tenantId: string, actorId: string): AgentError {
+  return new AgentError("ERR_ACTOR_EXISTS", `actor ${actorId} already exists`, { details: { tenantId, actorId } });
+}
+
+function duplicateKey(table: string, key: string): StoreError {
+  return new StoreError("ERR_STORE", `${table} already holds a row with id ${key}`, { details: { reason: "duplicate-key", table, key } });
+}
+
+function mailboxFull(tenantId: string, actorId: string, max: number, actual: number): LimitError {
+  return new LimitError("ERR_MAILBOX_FULL", `the mailbox of actor ${actorId} holds ${actual} pending messages, the limit is ${max}`, {
+    retryable: true,
+    details: { limit: "mailboxDepthMax", max, actual, tenantId, actorId },
+  });
+}

@@ -1,0 +1,144 @@
+/**
+ * The schema, as an ordered list of named steps. Each step is recorded in
+ * `<schema>.tsr_migrations` when applied; a step is never edited once released, only followed by
+ * a new one. Statements follow DESIGN.md §11 so that they run on CockroachDB as well: primary keys
+ * start with the tenant, no global counters, no triggers, no `CREATE INDEX CONCURRENTLY`, and
+ * partial indexes instead of low-cardinality hot ones.
+ */
+
+/** One named migration step: statements run one by one, in one transaction. */
+export interface Migration {
+  /** Unique, sortable name, recorded once applied. */
+  readonly name: string;
+  /**
+   * The statements, given the quoted schema name. One statement per string, because PGlite runs
+   * multi-statement strings only through `exec`, which a `pg.Pool` does not have.
+   */
+  readonly sql: (schema: string) => readonly string[];
+}
+
+const initial: Migration = {
+  name: "0001_initial",
+  sql: (s) => [
+    `CREATE TABLE IF NOT EXISTS ${s}.actors (
+      tenant_id text NOT NULL,
+      actor_id text NOT NULL,
+      agent_type text NOT NULL,
+      agent_version bigint NOT NULL,
+      parent_id text,
+      root_id text NOT NULL,
+      name text,
+      depth bigint NOT NULL,
+      input jsonb NOT NULL,
+      epoch bigint NOT NULL,
+      owner_node text,
+      status text NOT NULL,
+      revision bigint NOT NULL,
+      snapshot jsonb,
+      snapshot_seq bigint NOT NULL,
+      last_hash text NOT NULL,
+      output jsonb,
+      error jsonb,
+      child_count bigint NOT NULL,
+      created_at bigint NOT NULL,
+      updated_at bigint NOT NULL,
+      PRIMARY KEY (tenant_id, actor_id)
+    )`,
+    // Only active actors are claimed at start-up; a partial index keeps finished ones out of it.
+    `CREATE INDEX IF NOT EXISTS actors_active_idx ON ${s}.actors (tenant_id, actor_id) WHERE status = 'active'`,
+    `CREATE INDEX IF NOT EXISTS actors_parent_idx ON ${s}.actors (tenant_id, parent_id, created_at, actor_id)`,
+    `CREATE INDEX IF NOT EXISTS actors_status_idx ON ${s}.actors (tenant_id, status, created_at, actor_id)`,
+    `CREATE TABLE IF NOT EXISTS ${s}.runs (
+      tenant_id text NOT NULL,
+      run_key text NOT NULL,
+      actor_id text NOT NULL,
+      input_hash text,
+      PRIMARY KEY (tenant_id, run_key)
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${s}.journal (
+      tenant_id text NOT NULL,
+      actor_id text NOT NULL,
+      seq bigint NOT NULL,
+      kind text NOT NULL,
+      event jsonb NOT NULL,
+      event_ref text,
+      message_id text,
+      planned jsonb NOT NULL,
+      state_value jsonb NOT NULL,
+      status text NOT NULL,
+      state_hash text NOT NULL,
+      hash text NOT NULL,
+      prev_hash text NOT NULL,
+      epoch bigint NOT NULL,
+      node_id text NOT NULL,
+      created_at bigint NOT NULL,
+      PRIMARY KEY (tenant_id, actor_id, seq)
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${s}.effects (
+      tenant_id text NOT NULL,
+      actor_id text NOT NULL,
+      effect_id text NOT NULL,
+      ordinal bigint NOT NULL,
+      kind text NOT NULL,
+      name text NOT NULL,
+      args jsonb NOT NULL,
+      idempotency_key text NOT NULL,
+      idempotent boolean NOT NULL,
+      state text NOT NULL,
+      attempts bigint NOT NULL,
+      next_attempt_at bigint,
+      result jsonb,
+      result_ref text,
+      error jsonb,
+      usage jsonb,
+      created_seq bigint NOT NULL,
+      completed_seq bigint,
+      created_at bigint NOT NULL,
+      updated_at bigint NOT NULL,
+      PRIMARY KEY (tenant_id, actor_id, effect_id)
+    )`,
+    `CREATE INDEX IF NOT EXISTS effects_order_idx ON ${s}.effects (tenant_id, actor_id, created_seq, ordinal)`,
+    // The next insertion number of each mailbox: FIFO order without a global counter, and kept
+    // apart from the actor row so that senders never contend with the recipient's own steps.
+    `CREATE TABLE IF NOT EXISTS ${s}.mailbox_heads (
+      tenant_id text NOT NULL,
+      actor_id text NOT NULL,
+      next_ord bigint NOT NULL,
+      PRIMARY KEY (tenant_id, actor_id)
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${s}.mailbox (
+      tenant_id text NOT NULL,
+      actor_id text NOT NULL,
+      message_id text NOT NULL,
+      ord bigint NOT NULL,
+      event jsonb NOT NULL,
+      sender text NOT NULL,
+      created_at bigint NOT NULL,
+      applied_seq bigint,
+      PRIMARY KEY (tenant_id, actor_id, message_id)
+    )`,
+    `CREATE INDEX IF NOT EXISTS mailbox_pending_idx ON ${s}.mailbox (tenant_id, actor_id, ord) WHERE applied_seq IS NULL`,
+    `CREATE TABLE IF NOT EXISTS ${s}.timers (
+      tenant_id text NOT NULL,
+      actor_id text NOT NULL,
+      timer_id text NOT NULL,
+      name text NOT NULL,
+      due_at bigint NOT NULL,
+      created_seq bigint NOT NULL,
+      PRIMARY KEY (tenant_id, actor_id, timer_id)
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${s}.blobs (
+      tenant_id text NOT NULL,
+      blob_id text NOT NULL,
+      data text NOT NULL,
+      PRIMARY KEY (tenant_id, blob_id)
+    )`,
+  ],
+};
+
+/**
+ * Every migration, oldest first. `migrate()` applies the ones not yet recorded, in this order.
+ *
+ * @internal
+ */
+export const migrations: readonly Migration[] = Object.freeze([initial]);

@@ -1,0 +1,44 @@
+import { assert } from "../../core/assert.js";
+
+/** One column of an `unnest(...)` row source: name, element type, and one value per row. */
+export type UnnestColumn = readonly [name: string, type: string, values: readonly unknown[]];
+
+/**
+ * Collects positional parameters while a statement is built, so that fragments can be composed
+ * without counting `$n` by hand.
+ *
+ * @internal
+ */
+export class SqlParams {
+  /** The values, in `$1`, `$2`, … order. */
+  readonly values: unknown[] = [];
+
+  /**
+   * Adds a value.
+   *
+   * @param value - the value
+   * @param type - its SQL type, used as a cast so that every parameter's type is explicit
+   * @returns the placeholder, e.g. `$3::text`
+   */
+  add(value: unknown, type: string): string {
+    this.values.push(value);
+    return `$${this.values.length}::${type}`;
+  }
+
+  /**
+   * A row source of many rows, one array parameter per column: `unnest($1::text[], …) AS u(a, …)`.
+   * One statement then writes rows for every commit of a batch. JSON travels as `text` and is
+   * cast to `jsonb` by the caller, because CockroachDB has no arrays of JSONB before 23.1.
+   *
+   * @param alias - the name of the row source
+   * @param columns - the columns, all with the same number of values
+   * @returns the `FROM` item
+   */
+  unnest(alias: string, columns: readonly UnnestColumn[]): string {
+    assert(columns.length > 0, "unnest needs a column");
+    const rows = columns[0]![2].length;
+    for (const [name, , values] of columns) assert(values.length === rows, `column ${name} has ${rows} values`);
+    const arrays = columns.map(([, type, values]) => this.add(values, `${type}[]`));
+    return `unnest(${arrays.join(", ")}) AS ${alias}(${columns.map(([name]) => name).join(", ")})`;
+  }
+}

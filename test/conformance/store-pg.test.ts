@@ -1,0 +1,221 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { ConfigError, SnapshotConflictError, StoreError } from "../../core/errors.js";
+import type { NewActor } from "../../core/ports/store.js";
+import { createPgStore, type SqlStore } from "../../persistence/pg/index.js";
+import { migrations } from "../../persistence/sql/migrations.js";
+import { createTestPgPool, dropSchemas, uniqueSchema } from "../helpers/sql.js";
+import { databaseUrl } from "../helpers/services.js";
+import { commit, createStarted, message, newActor, outcomeError } from "./store-fixtures.js";
+import { describeStoreConformance } from "./store.suite.js";
+
+const admin = createTestPgPool(6);
+const schemas: string[] = [];
+const stores: SqlStore[] = [];
+
+afterAll(async () => {
+  for (const store of stores) await store.close();
+  await dropSchemas(admin, schemas);
+  await admin.end();
+});
+
+/** A store on the test database with a fresh schema and its own small pool. */
+function ownStore(schema = uniqueSchema(), options: Parameters<typeof createPgStore>[0] = {}): SqlStore {
+  if (!schemas.includes(schema)) schemas.push(schema);
+  const store = createPgStore({ connectionString: databaseUrl, schema, poolSize: 2, ...options });
+  stores.push(store);
+  return store;
+}
+
+describeStoreConformance("pg", async () => {
+  const schema = uniqueSchema();
+  schemas.push(schema);
+  // The suite's stores share one pool (the `pool` option); the store must not end it.
+  const store = createPgStore({ pool: admin, schema });
+  return { store, cleanup: () => store.close() };
+});
+
+/** Holds a row lock on an actor in a SERIALIZABLE transaction until `release` is called. */
+async function lockActor(schema: string, actorId: string, set: string): Promise<{ release: () => Promise<void> }> {
+  const client = await admin.connect();
+  await client.query("BEGIN ISOLATION LEVEL SERIALIZABLE");
+  await client.query(`UPDATE "${schema}".actors SET ${set} WHERE tenant_id = 'acme' AND actor_id = $1`, [actorId]);
+  return {
+    release: async () => {
+      try {
+        await client.query("COMMIT");
+      } finally {
+        client.release();
+      }
+    },
+  };
+}
+
+/** Waits until a statement on `schema` waits for a lock, so that the test knows the race is set. */
+async function waitForLockWait(schema: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    const { rows } = await admin.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0",
+      [`"${schema}".actors`],
+    );
+    if ((rows[0] as { n: number }).n > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error("no statement waited for the lock within 5 s");
+}
+
+describe("pg store: serialization failures", () => {
+  it("retries a 40001 from a concurrent update and then commits", async () => {
+    const schema = uniqueSchema();
+    const store = ownStore(schema);
+    await store.migrate();
+    const actor = await createStarted(store, "acme");
+    const lock = await lockActor(schema, actor.actorId, "updated_at = updated_at");
+    const pending = store.commitSteps([commit("acme", actor.actorId, 1)]);
+    await waitForLockWait(schema);
+    const retriesBefore = store.stats.retries;
+    await lock.release();
+    expect(await pending).toEqual([{ ok: true }]);
+    expect(store.stats.retries).toBeGreaterThan(retriesBefore);
+    expect((await store.getActor("acme", actor.actorId))?.revision).toBe(2);
+  });
+
+  it("turns a lost race into a clean SnapshotConflictError after the retry", async () => {
+    const schema = uniqueSchema();
+    const store = ownStore(schema);
+    await store.migrate();
+    const actor = await createStarted(store, "acme");
+    const lock = await lockActor(schema, actor.actorId, "revision = revision + 1");
+    const pending = store.commitSteps([commit("acme", actor.actorId, 1)]);
+    await waitForLockWait(schema);
+    await lock.release();
+    const [outcome] = await pending;
+    expect(outcomeError(outcome)).toBeInstanceOf(SnapshotConflictError);
+    expect(outcomeError(outcome)).toMatchObject({ expectedRevision: 1, actualRevision: 2 });
+    expect(store.stats.retries).toBeGreaterThan(0);
+  });
+
+  it("reports ERR_STORE_RETRYABLE when retries run out, and the fallback still lands the batch", async () => {
+    const schema = uniqueSchema();
+    const store = ownStore(schema, { retry: { attemptsMax: 1 } });
+    await store.migrate();
+    const actor = await createStarted(store, "acme");
+    const other = await createStarted(store, "acme");
+    let lock = await lockActor(schema, actor.actorId, "updated_at = updated_at");
+    let pending = store.commitSteps([commit("acme", actor.actorId, 1)]);
+    await waitForLockWait(schema);
+    await lock.release();
+    const [single] = await pending;
+    const error = outcomeError(single);
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error).toMatchObject({ code: "ERR_STORE_RETRYABLE", retryable: true, details: { sqlState: "40001" } });
+    expect((error as StoreError).cause).toBeDefined();
+    lock = await lockActor(schema, actor.actorId, "updated_at = updated_at");
+    pending = store.commitSteps([commit("acme", actor.actorId, 1), commit("acme", other.actorId, 1)]);
+    await waitForLockWait(schema);
+    await lock.release();
+    expect(await pending).toEqual([{ ok: true }, { ok: true }]);
+  });
+
+  it("two nodes racing on the same actors: each step lands exactly once, the loser gets a conflict", async () => {
+    const schema = uniqueSchema();
+    const [one, two] = [ownStore(schema, { poolSize: 4 }), ownStore(schema, { poolSize: 4 })];
+    await Promise.all([one.migrate(), two.migrate()]);
+    const actors: NewActor[] = [];
+    for (let i = 0; i < 20; i += 1) actors.push(await createStarted(one, "acme"));
+    const results = await Promise.all(
+      actors.flatMap((actor) => [one.commitSteps([commit("acme", actor.actorId, 1)]), two.commitSteps([commit("acme", actor.actorId, 1)])]),
+    );
+    for (let i = 0; i < actors.length; i += 1) {
+      const pair = [results[2 * i]![0], results[2 * i + 1]![0]];
+      expect(pair.filter((o) => o?.ok)).toHaveLength(1);
+      expect(outcomeError(pair.find((o) => !o?.ok))).toBeInstanceOf(SnapshotConflictError);
+    }
+  });
+
+  it("never exceeds mailboxDepthMax under concurrent senders (write skew is refused)", async () => {
+    const schema = uniqueSchema();
+    const [one, two] = [ownStore(schema, { poolSize: 4 }), ownStore(schema, { poolSize: 4 })];
+    await one.migrate();
+    for (let i = 0; i < 10; i += 1) {
+      const actor = await createStarted(one, "acme");
+      const settled = await Promise.allSettled([
+        one.enqueueMessage(message("acme", actor.actorId, "m_one"), { mailboxDepthMax: 1 }),
+        two.enqueueMessage(message("acme", actor.actorId, "m_two"), { mailboxDepthMax: 1 }),
+      ]);
+      expect(settled.filter((s) => s.status === "fulfilled")).toHaveLength(1);
+      const rejected = settled.find((s) => s.status === "rejected");
+      expect(rejected?.status === "rejected" && rejected.reason).toMatchObject({ code: "ERR_MAILBOX_FULL" });
+      expect(await one.pendingMessages("acme", actor.actorId, 10)).toHaveLength(1);
+    }
+  });
+
+  it("cancels a statement at statementTimeoutMs and reports it as a StoreError", async () => {
+    const schema = uniqueSchema();
+    const store = ownStore(schema, { statementTimeoutMs: 200 });
+    await store.migrate();
+    const actor = await createStarted(store, "acme");
+    const lock = await lockActor(schema, actor.actorId, "updated_at = updated_at");
+    try {
+      const [outcome] = await store.commitSteps([commit("acme", actor.actorId, 1)]);
+      expect(outcomeError(outcome)).toMatchObject({ code: "ERR_STORE", retryable: true, details: { sqlState: "57014" } });
+    } finally {
+      await lock.release();
+    }
+  });
+});
+
+describe("pg store: setup and failures", () => {
+  it("migrates concurrently from two processes without error, recording each step once", async () => {
+    const schema = uniqueSchema();
+    const [one, two, three] = [ownStore(schema), ownStore(schema), ownStore(schema)];
+    await Promise.all([one.migrate(), two.migrate(), three.migrate()]);
+    const { rows } = await admin.query(`SELECT name FROM "${schema}".tsr_migrations ORDER BY name`);
+    expect(rows.map((r) => (r as { name: string }).name)).toEqual(migrations.map((m) => m.name));
+  });
+
+  it("group commit costs BEGIN + 2 statements + COMMIT, whatever the batch size", async () => {
+    const store = ownStore();
+    await store.migrate();
+    const actors: NewActor[] = [];
+    for (let i = 0; i < 50; i += 1) actors.push(await createStarted(store, "acme"));
+    await store.enqueueMessage(message("acme", actors[0]!.actorId, "m1"), { mailboxDepthMax: 5 });
+    const before = { ...store.stats };
+    const outcomes = await store.commitSteps(
+      actors.map((actor, i) =>
+        commit("acme", actor.actorId, 1, {
+          appliedMessageId: i === 0 ? "m1" : undefined,
+          entry: { ...commit("acme", actor.actorId, 1).entry, messageId: i === 0 ? "m1" : undefined },
+          children: [newActor("acme", { parentId: actor.actorId })],
+          messages: [message("acme", actors[(i + 1) % 50]!.actorId, `m_${i}`)],
+          blobs: [{ blobId: `b_${i}`, data: "x" }],
+          timersCleared: ["t0"],
+          finalize: i % 2 === 0,
+        }),
+      ),
+    );
+    expect(outcomes.every((o) => o.ok)).toBe(true);
+    expect(store.stats.statements - before.statements).toBe(4);
+    expect(store.stats.transactions - before.transactions).toBe(1);
+  });
+
+  it("reports an unreachable database as ERR_STORE_UNAVAILABLE, never a raw driver error", async () => {
+    const store = createPgStore({ connectionString: "postgresql://root@127.0.0.1:1/test", connectionTimeoutMs: 1_000, schema: "nowhere" });
+    stores.push(store);
+    const read = store.getActor("acme", "act_1");
+    await expect(read).rejects.toBeInstanceOf(StoreError);
+    await expect(store.migrate()).rejects.toMatchObject({ code: "ERR_STORE_UNAVAILABLE", retryable: true });
+    const [outcome] = await store.commitSteps([commit("acme", "act_1", 0)]);
+    expect(outcomeError(outcome)).toMatchObject({ code: "ERR_STORE_UNAVAILABLE" });
+    expect((outcomeError(outcome) as StoreError).cause).toBeDefined();
+  });
+
+  it("refuses bad options with ConfigError", () => {
+    expect(() => createPgStore({})).toThrow(ConfigError);
+    expect(() => createPgStore({ connectionString: databaseUrl, pool: admin })).toThrow(ConfigError);
+    expect(() => createPgStore({ connectionString: databaseUrl, schema: "drop table x;" })).toThrow(ConfigError);
+    expect(() => createPgStore({ connectionString: databaseUrl, poolSize: 0 })).toThrow(ConfigError);
+    expect(() => createPgStore({ connectionString: databaseUrl, retry: { attemptsMax: 0 } })).toThrow(ConfigError);
+    expect(() => createPgStore({ connectionString: databaseUrl, bogus: true } as never)).toThrow(ConfigError);
+  });
+});
