@@ -25,6 +25,10 @@ export interface ToolContext {
   attempt: number;
   /** The lease epoch of the acting node (send it as `X-Tessera-Epoch` to let services fence). */
   epoch: number;
+  /** The secrets the tool declared, released for this verified invocation only (identity enabled). */
+  secrets: Readonly<Record<string, string>>;
+  /** Who authorised this call, under what (the verified invocation's audit record), when identity is enabled. */
+  authorization: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** A tool as declared. */
@@ -38,6 +42,8 @@ export interface ToolDefinition<TInput extends z.ZodType = z.ZodType, TOutput ex
   retry?: RetryPolicy;
   /** Per-attempt timeout in milliseconds. @defaultValue the node's `toolTimeoutMsDefault` */
   timeoutMs?: number;
+  /** Names of vault secrets the tool needs; it receives only these, only for a verified invocation. */
+  secrets?: readonly string[];
   execute(args: z.output<TInput>, context: ToolContext): Promise<z.input<TOutput>>;
 }
 

@@ -9,6 +9,7 @@ import type { Store } from "../core/ports/store.js";
 import type { Transport } from "../core/ports/transport.js";
 import type { AgentDefinition } from "./define-agent.js";
 import type { Logger } from "./logger.js";
+import type { NodeIdentityOptions } from "./node-identity.js";
 
 /** Options of {@link createNode}. */
 export interface NodeOptions {
@@ -36,6 +37,8 @@ export interface NodeOptions {
   statusPollMs?: number;
   /** Actors activated at once during recovery. @defaultValue 16 */
   recoveryConcurrency?: number;
+  /** Identity and delegation: with it, no actor acts without a verified chain. */
+  identity?: NodeIdentityOptions;
 }
 
 /** @internal Options after parsing: every field present. */
@@ -52,6 +55,7 @@ export interface ResolvedNodeOptions {
   retry: { baseDelayMs: number; maxDelayMs: number };
   statusPollMs: number;
   recoveryConcurrency: number;
+  identity: NodeIdentityOptions | undefined;
 }
 
 const schema = z
@@ -79,6 +83,12 @@ const schema = z
       .optional(),
     statusPollMs: z.number().int().min(1).max(60_000).optional(),
     recoveryConcurrency: z.number().int().min(1).max(1024).optional(),
+    identity: z
+      .custom<NodeIdentityOptions>(
+        (v) => typeof v === "object" && v !== null && (v as NodeIdentityOptions).authorities instanceof Map,
+        "identity options with an `authorities` map",
+      )
+      .optional(),
   })
   .strict();
 
@@ -105,5 +115,6 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     retry: { baseDelayMs: o.retry?.baseDelayMs ?? 100, maxDelayMs: o.retry?.maxDelayMs ?? 30_000 },
     statusPollMs: o.statusPollMs ?? 200,
     recoveryConcurrency: o.recoveryConcurrency ?? 16,
+    identity: o.identity,
   };
 }

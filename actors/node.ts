@@ -4,7 +4,7 @@ import { AgentError, serializeError, TimeoutError, ValidationError, type Seriali
 import { newId, sha256 } from "../core/ids.js";
 import { canonicalJson, encodeBounded, type Json } from "../core/json.js";
 import type { Limits } from "../core/limits.js";
-import type { ActorRecord, ActorStatus, EffectRecord, JournalEntry, NewMessage, Store } from "../core/ports/store.js";
+import type { ActorRecord, ActorStatus, EffectRecord, JournalEntry, NewMessage, Store, StoredChain } from "../core/ports/store.js";
 import { ActorCell } from "./internal/actor-cell.js";
 import { AgentRegistry } from "./internal/agent-registry.js";
 import { EffectRunner } from "./internal/effect-runner.js";
@@ -15,6 +15,8 @@ import type { RuntimeContext } from "./internal/runtime-context.js";
 import { createJsonLogger, type Logger } from "./logger.js";
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from "./node-options.js";
 import { toEnvelope } from "./internal/actor-state.js";
+import { Authorizer } from "./internal/authorizer.js";
+import type { RevocationTarget } from "../identity/index.js";
 
 /** What a caller reads about an actor. */
 export interface ActorView {
@@ -47,6 +49,10 @@ export interface StartRunRequest {
   input: Json;
   /** A second start with the same key returns the same run. */
   idempotencyKey: string;
+  /** The run's actor id; required with identity, since the chain's leaf must be delegated to it. @defaultValue a random id */
+  runId?: string;
+  /** The delegation chain (compact JWS links, root first) the run acts under; required with identity. */
+  chain?: readonly string[];
 }
 
 /** Arguments of {@link TesseraNode.sendEvent}. */
@@ -56,6 +62,8 @@ export interface SendEventRequest {
   event: { type: string } & Record<string, Json>;
   /** The event is applied once per message id, however often it is sent. */
   messageId: string;
+  /** The delegation chain the actor acts under while processing this event; required with identity. */
+  chain?: readonly string[];
 }
 
 /** Arguments of {@link TesseraNode.reconcileEffect}: what really happened to an `unknown` effect. */
@@ -68,6 +76,8 @@ export interface ReconcileRequest {
 
 const finalStatuses: readonly ActorStatus[] = ["completed", "failed", "stopped", "halted"];
 const idPattern = /^[A-Za-z0-9_.:@-]+$/;
+/** Tenant ids are principal segments (IDENTITY.md §2), so they are as strict as principals want. */
+const tenantPattern = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 /**
  * A Tessera node: hosts actors, runs their steps one at a time each, commits every step before
@@ -90,6 +100,9 @@ export class TesseraNode {
   readonly #inputs = new Map<string, Json>();
   readonly #waiters = new Map<string, Set<(status?: ActorStatus) => void>>();
   readonly #runtime: RuntimeContext;
+  readonly #authorizer: Authorizer | undefined;
+  /** Chains this node saw recently, by tenant and reference (bounded); the store has them all. */
+  readonly #chains = new Map<string, string[]>();
   #state: "new" | "started" | "closing" | "closed" = "new";
   #closedPromise: Promise<void> | undefined;
 
@@ -105,6 +118,7 @@ export class TesseraNode {
     this.#tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer("tessera");
     this.#registry = new AgentRegistry(o.agents);
     this.#committer = new GroupCommitter(this.#store, this.#limits.groupCommitStepsMax);
+    this.#authorizer = o.identity === undefined ? undefined : new Authorizer(o.identity, this.#clock);
     this.#effects = new EffectRunner({
       store: this.#store,
       clock: this.#clock,
@@ -113,6 +127,7 @@ export class TesseraNode {
       logger: this.#logger,
       model: o.model,
       retry: o.retry,
+      authorizer: this.#authorizer,
     });
     this.#runtime = {
       nodeId: this.nodeId,
@@ -128,6 +143,9 @@ export class TesseraNode {
       activateNew: (tenantId, actorId) => void this.#activate(tenantId, actorId),
       deliver: (message) => this.#deliver(message),
       notify: (cell) => this.#notify(cell.key, cell.status),
+      authorizer: this.#authorizer,
+      loadChain: (tenantId, chainRef) => this.#loadChain(tenantId, chainRef),
+      rememberChain: (tenantId, chain) => this.#rememberChain(tenantId, chain),
     };
   }
 
@@ -176,7 +194,9 @@ export class TesseraNode {
     this.#checkId("idempotencyKey", request.idempotencyKey);
     const def = this.#registry.latest(request.agentType);
     encodeBounded(request.input, { bytesMax: this.#limits.eventBytesMax, depthMax: this.#limits.jsonDepthMax, what: "run input" });
-    const actorId = newId("run");
+    if (request.runId !== undefined) this.#checkId("runId", request.runId);
+    const actorId = request.runId ?? newId("run");
+    const chain = await this.#intakeChain(request.tenantId, actorId, request.chain, request.runId !== undefined);
     const { actor, created } = await this.#store.createActor(
       {
         tenantId: request.tenantId,
@@ -191,8 +211,13 @@ export class TesseraNode {
         epoch: 1,
         ownerNode: this.nodeId,
         createdAt: this.#clock.now(),
+        chainRef: chain?.chainRef,
       },
-      { runKey: request.idempotencyKey, inputHash: sha256(canonicalJson({ agentType: request.agentType, input: request.input })) },
+      {
+        runKey: request.idempotencyKey,
+        inputHash: sha256(canonicalJson({ agentType: request.agentType, input: request.input })),
+        chains: chain === undefined ? undefined : [chain],
+      },
     );
     if (created || actor.ownerNode === this.nodeId) void this.#activate(actor.tenantId, actor.actorId);
     return { runId: actor.actorId, created };
@@ -242,7 +267,10 @@ export class TesseraNode {
       sender: "external",
       createdAt: this.#clock.now(),
     };
-    const { created } = await this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax });
+    const chain = await this.#intakeChain(request.tenantId, request.actorId, request.chain, true);
+    message.chainRef = chain?.chainRef;
+    const chains = chain === undefined ? undefined : [chain];
+    const { created } = await this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax, chains });
     if (created) this.#deliver(message);
     return { accepted: created };
   }
@@ -476,6 +504,59 @@ export class TesseraNode {
     return this.close();
   }
 
+  /**
+   * With identity enabled, a run or an event must carry a chain held by its actor; it is verified at
+   * intake (so a bad one is refused at once, with a typed error) and stored with what it came with.
+   */
+  async #intakeChain(tenantId: string, actorId: string, chain: readonly string[] | undefined, actorIdKnown: boolean) {
+    if (this.#authorizer === undefined) {
+      if (chain !== undefined)
+        throw new ValidationError("ERR_VALIDATION", "this node has no identity option: it cannot check a chain", { details: { tenantId } });
+      return undefined;
+    }
+    if (!actorIdKnown)
+      throw new ValidationError("ERR_VALIDATION", "with identity enabled a run needs a runId, the actor its chain's leaf is delegated to", {
+        details: { tenantId },
+      });
+    const tokens = await this.#authorizer.checkIntake(tenantId, actorId, chain);
+    const stored = { chainRef: Authorizer.chainRefOf(tokens), tokens: [...tokens] };
+    this.#rememberChain(tenantId, stored);
+    return stored;
+  }
+
+  #rememberChain(tenantId: string, chain: StoredChain): void {
+    const key = `${tenantId}\u0000${chain.chainRef}`;
+    if (this.#chains.size >= 10_000) this.#chains.delete(this.#chains.keys().next().value!);
+    this.#chains.set(key, chain.tokens);
+  }
+
+  async #loadChain(tenantId: string, chainRef: string): Promise<string[] | undefined> {
+    const known = this.#chains.get(`${tenantId}\u0000${chainRef}`);
+    if (known !== undefined) return known;
+    return this.#store.getChain?.(tenantId, chainRef);
+  }
+
+  /**
+   * Revokes a link, a key or a principal (an actor and, through its chains, its whole subtree). It
+   * takes effect on this node at once: every verification, cached ones included, checks it.
+   *
+   * @param expiresAtSeconds - when the entry may be dropped (the target's expiry), in Unix seconds
+   * @throws AgentError `ERR_CONFIG` when the node has no identity option
+   */
+  async revoke(tenantId: string, target: RevocationTarget, expiresAtSeconds: number): Promise<void> {
+    if (this.#authorizer === undefined) throw new AgentError("ERR_CONFIG", "this node has no identity option");
+    await this.#authorizer.revocations.revoke({ tenant: tenantId, target, expiresAt: expiresAtSeconds });
+  }
+
+  /**
+   * The principal of an actor, `tsr:<tenant>:agent:<actorId>`: the audience a chain for it names.
+   *
+   * @returns the principal id
+   */
+  static principalOf(tenantId: string, actorId: string): string {
+    return Authorizer.principalOf(tenantId, actorId);
+  }
+
   #isClosing(): boolean {
     return this.#state === "closing" || this.#state === "closed";
   }
@@ -485,6 +566,12 @@ export class TesseraNode {
   }
 
   #checkId(field: string, value: unknown): void {
+    if (field === "tenantId") {
+      if (typeof value === "string" && tenantPattern.test(value)) return;
+      throw new ValidationError("ERR_VALIDATION", "tenantId must be 1..64 characters of [a-z0-9_-], starting with a letter or digit", {
+        details: { field },
+      });
+    }
     if (typeof value !== "string" || value.length === 0 || value.length > this.#limits.idLengthMax || !idPattern.test(value)) {
       throw new ValidationError("ERR_VALIDATION", `${field} must be 1..${this.#limits.idLengthMax} characters of [A-Za-z0-9_.:@-]`, {
         details: { field },
@@ -501,9 +588,15 @@ export class TesseraNode {
   #deliver(message: NewMessage): void {
     const key = `${message.tenantId}\u0000${message.actorId}`;
     const cell = this.#cells.get(key);
-    if (cell !== undefined) return cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>);
-    // Not resident: activation reads the pending mailbox, this message included.
-    if (this.#state === "started" || this.#state === "new") void this.#activate(message.tenantId, message.actorId);
+    if (cell !== undefined)
+      return cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef);
+    // Not resident: an activation under way may have read the mailbox before this message landed,
+    // so the message is handed to the cell once it exists (the cell drops one it already has).
+    if (this.#state === "started" || this.#state === "new") {
+      void this.#activate(message.tenantId, message.actorId).then((activated) =>
+        activated?.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef),
+      );
+    }
   }
 
   #reload(cell: ActorCell): void {
@@ -556,13 +649,27 @@ export class TesseraNode {
     ]);
     if (this.#isClosing()) return undefined;
     const cell = new ActorCell(this.#runtime, loaded);
+    if (this.#authorizer !== undefined) {
+      // A new key on every activation: a key of a previous owner (or life) no longer signs for it.
+      cell.signer = await this.#authorizer.signerFor({
+        tenantId,
+        actorId,
+        agentType: loaded.def.type,
+        agentVersion: loaded.def.version,
+        parentId: record.parentId,
+        nodeId: this.nodeId,
+        epoch: record.epoch,
+      });
+      if (this.#isClosing() || this.#cells.has(cell.key)) return this.#cells.get(cell.key);
+    }
     this.#cells.set(cell.key, cell);
     this.#inputs.set(cell.key, record.input);
     this.#activationErrors.delete(cell.key);
     if (record.revision === 0) cell.enqueueInit();
     for (const effect of effects) cell.dispatchEffect(effect, recovering || effect.state === "running");
-    for (const timer of timers) cell.armTimer(timer.timerId, timer.name, timer.dueAt);
-    for (const message of messages) cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>);
+    for (const timer of timers) cell.armTimer(timer.timerId, timer.name, timer.dueAt, timer.chainRef);
+    for (const message of messages)
+      cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef);
     return cell;
   }
 }

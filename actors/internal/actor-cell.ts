@@ -3,7 +3,9 @@ import { assert } from "../../core/assert.js";
 import { serializeError } from "../../core/errors.js";
 import { newId, sha256 } from "../../core/ids.js";
 import { canonicalJson, type Json } from "../../core/json.js";
-import type { ActorStatus, EffectOutcome, EffectRecord, JournalEntry, StepCommit } from "../../core/ports/store.js";
+import type { ActorStatus, EffectOutcome, EffectRecord, JournalEntry, StepCommit, StoredChain } from "../../core/ports/store.js";
+import type { ActorSigner } from "../../identity/index.js";
+import { Authorizer } from "./authorizer.js";
 import type { AgentDefinition } from "../define-agent.js";
 import { stateHashOf, toEnvelope, type ActorState } from "./actor-state.js";
 import type { EffectOwner, SettledEffect } from "./effect-runner.js";
@@ -17,7 +19,7 @@ type StepEvent = { type: string } & Record<string, Json>;
 /** @internal One unit of work for an actor. */
 export type WorkItem =
   | { kind: "init" }
-  | { kind: "message"; messageId: string; event: StepEvent }
+  | { kind: "message"; messageId: string; event: StepEvent; chainRef: string | undefined }
   | { kind: "effect"; settled: SettledEffect }
   | { kind: "timer"; timerId: string; name: string };
 
@@ -37,7 +39,18 @@ export class ActorCell implements EffectOwner {
   #forceSnapshot: boolean;
   #queue: WorkItem[] = [];
   readonly #queuedMessages = new Set<string>();
-  readonly #openEffects = new Set<string>();
+  /** Messages this cell applied lately (bounded), so a late duplicate delivery is dropped, not re-applied. */
+  readonly #appliedRecently = new Set<string>();
+  /** Effects this cell waits for, with the chain each runs under. */
+  readonly #openEffects = new Map<string, string | undefined>();
+  /** Chains of armed timers, by timer id. */
+  readonly #timerChains = new Map<string, string | undefined>();
+  /** Chain tokens by reference (bounded). */
+  readonly #chains = new Map<string, string[]>();
+  /** The actor's current key, minted on activation (identity enabled). */
+  signer: ActorSigner | undefined;
+  /** The chain the actor was started or spawned under. */
+  readonly ownChainRef: string | undefined;
   readonly #armed = new Map<string, { timerId: string; cancel: () => void }>();
   #running = false;
   #live = true;
@@ -53,6 +66,22 @@ export class ActorCell implements EffectOwner {
     this.lastHash = loaded.record.lastHash;
     this.epoch = loaded.record.epoch;
     this.#forceSnapshot = loaded.migrated;
+    this.ownChainRef = loaded.record.chainRef;
+  }
+
+  /** Keeps a chain's tokens at hand (they arrived with a run or an event). */
+  rememberChain(chainRef: string, tokens: string[]): void {
+    if (this.#chains.size >= 64) this.#chains.delete(this.#chains.keys().next().value!);
+    this.#chains.set(chainRef, tokens);
+  }
+
+  async chainTokens(chainRef: string | undefined): Promise<string[] | undefined> {
+    if (chainRef === undefined) return undefined;
+    const known = this.#chains.get(chainRef);
+    if (known !== undefined) return known;
+    const loaded = await this.#runtime.loadChain(this.identity.tenantId, chainRef);
+    if (loaded !== undefined) this.rememberChain(chainRef, loaded);
+    return loaded;
   }
 
   /** @returns a stable key of this actor within the node */
@@ -78,10 +107,10 @@ export class ActorCell implements EffectOwner {
   }
 
   /** Queues a mailbox message unless it is already queued. */
-  enqueueMessage(messageId: string, event: StepEvent): void {
-    if (this.#queuedMessages.has(messageId)) return;
+  enqueueMessage(messageId: string, event: StepEvent, chainRef: string | undefined): void {
+    if (this.#queuedMessages.has(messageId) || this.#appliedRecently.has(messageId)) return;
     this.#queuedMessages.add(messageId);
-    this.#push({ kind: "message", messageId, event });
+    this.#push({ kind: "message", messageId, event, chainRef });
   }
 
   /** Queues the first step of an actor that has none. */
@@ -96,7 +125,7 @@ export class ActorCell implements EffectOwner {
 
   /** Applies an outcome established outside the runner (reconciliation of an `unknown` effect). */
   reconcile(settled: SettledEffect): void {
-    this.#openEffects.add(settled.outcome.effectId);
+    if (!this.#openEffects.has(settled.outcome.effectId)) this.#openEffects.set(settled.outcome.effectId, undefined);
     this.#push({ kind: "effect", settled });
   }
 
@@ -106,12 +135,13 @@ export class ActorCell implements EffectOwner {
 
   /** Starts an effect found open in the store (recovery) or planned by a step. */
   dispatchEffect(effect: EffectRecord, recovering: boolean): void {
-    this.#openEffects.add(effect.effectId);
+    this.#openEffects.set(effect.effectId, effect.chainRef);
     this.#runtime.effects.dispatch(this, effect, recovering);
   }
 
   /** Re-arms a stored timer; a due one fires at once. */
-  armTimer(timerId: string, name: string, dueAt: number): void {
+  armTimer(timerId: string, name: string, dueAt: number, chainRef: string | undefined): void {
+    this.#timerChains.set(timerId, chainRef);
     this.#armed.get(name)?.cancel();
     const cancel = this.#runtime.clock.setTimer(
       () => {
@@ -173,7 +203,11 @@ export class ActorCell implements EffectOwner {
       span.end();
       throw error;
     }
+    const chainRef = this.#taskChainRef(item);
+    const chains = runtime.authorizer === undefined ? [] : await this.#attachChains(plan, chainRef);
     const commit = this.#commitOf(item, event, plan, seq, now);
+    commit.entry.chainRef = chainRef;
+    if (chains.length > 0) commit.chains = chains;
     const outcome = await runtime.committer.submit(commit);
     span.end();
     if (!outcome.ok) {
@@ -186,6 +220,62 @@ export class ActorCell implements EffectOwner {
       return;
     }
     this.#afterCommit(item, plan, commit);
+  }
+
+  /** The chain a work item is processed under: its message's, its effect's, its timer's, or the actor's own. */
+  #taskChainRef(item: WorkItem): string | undefined {
+    switch (item.kind) {
+      case "init":
+        return this.ownChainRef;
+      case "message":
+        return item.chainRef;
+      case "effect":
+        return this.#openEffects.get(item.settled.outcome.effectId);
+      case "timer":
+        return this.#timerChains.get(item.timerId);
+    }
+  }
+
+  /**
+   * With identity enabled, everything a step starts carries a chain: its effects and timers the
+   * task's own; children and other actors a link attenuated from it, signed by this actor's key; the
+   * parent, on completion, the chain it spawned this actor under. No actor passes on more than it holds.
+   */
+  async #attachChains(plan: StepPlan, chainRef: string | undefined): Promise<StoredChain[]> {
+    const runtime = this.#runtime;
+    const authorizer = runtime.authorizer!;
+    const stored: StoredChain[] = [];
+    for (const effect of plan.effects) effect.chainRef = chainRef;
+    for (const timer of plan.timersSet) timer.chainRef = chainRef;
+    const tokens = await this.chainTokens(chainRef);
+    const linkTo = async (actorId: string, taskId: string): Promise<string | undefined> => {
+      if (tokens === undefined || this.signer === undefined) return undefined;
+      try {
+        const chain = await authorizer.delegate(this.signer, taskId, tokens, Authorizer.principalOf(this.identity.tenantId, actorId));
+        const ref = Authorizer.chainRefOf(chain);
+        stored.push({ chainRef: ref, tokens: chain });
+        return ref;
+      } catch (error) {
+        runtime.logger.warn(
+          { err: serializeError(error), actorId: this.identity.actorId, to: actorId },
+          "could not delegate: the recipient gets no chain",
+        );
+        return undefined;
+      }
+    };
+    for (const child of plan.children) child.chainRef = await linkTo(child.actorId, `spawn.${child.actorId}`);
+    for (const message of plan.messages) {
+      if (message.messageId.startsWith("m.")) message.chainRef = await linkTo(message.actorId, message.messageId);
+      else if (message.messageId.startsWith("f.")) message.chainRef = chainRef;
+      else if (message.messageId.startsWith("c.")) message.chainRef = await this.#parentChainRef();
+    }
+    return stored;
+  }
+
+  /** The chain a parent spawned this actor under: this actor's own chain without its last link. */
+  async #parentChainRef(): Promise<string | undefined> {
+    const own = await this.chainTokens(this.ownChainRef);
+    return own === undefined || own.length < 2 ? undefined : Authorizer.chainRefOf(own.slice(0, -1));
   }
 
   #eventOf(item: WorkItem): StepEvent | undefined {
@@ -289,7 +379,11 @@ export class ActorCell implements EffectOwner {
     this.#forceSnapshot = false;
     this.state = plan.next;
     this.status = plan.status;
-    if (item.kind === "message") this.#queuedMessages.delete(item.messageId);
+    if (item.kind === "message") {
+      this.#queuedMessages.delete(item.messageId);
+      this.#appliedRecently.add(item.messageId);
+      if (this.#appliedRecently.size > 1024) this.#appliedRecently.delete(this.#appliedRecently.values().next().value!);
+    }
     if (item.kind === "effect") this.#openEffects.delete(item.settled.outcome.effectId);
     const runtime = this.#runtime;
     for (const [name, armed] of this.#armed) {
@@ -300,10 +394,11 @@ export class ActorCell implements EffectOwner {
     if (this.status !== "active") {
       this.evict();
     } else {
-      for (const timer of plan.timersSet) this.armTimer(timer.timerId, timer.name, timer.dueAt);
+      for (const timer of plan.timersSet) this.armTimer(timer.timerId, timer.name, timer.dueAt, timer.chainRef);
       for (const effect of plan.effects) if (effect.state === "planned") this.dispatchEffect(effect, false);
     }
     for (const child of commit.children) runtime.activateNew(child.tenantId, child.actorId);
+    for (const chain of commit.chains ?? []) runtime.rememberChain(this.identity.tenantId, chain);
     for (const message of plan.messages) runtime.deliver(message);
     for (const action of plan.afterCommit) {
       try {

@@ -7,7 +7,10 @@ import type { Limits } from "../../core/limits.js";
 import type { ModelClient, ModelRequest, ModelResponse } from "../../core/ports/model-client.js";
 import type { EffectOutcome, EffectRecord, Store } from "../../core/ports/store.js";
 import type { AgentDefinition } from "../define-agent.js";
+import type { ToolDefinition } from "../define-tool.js";
 import type { Logger } from "../logger.js";
+import type { ActorSigner } from "../../identity/index.js";
+import { isAuthorizationError, type Authorizer } from "./authorizer.js";
 
 /** @internal What the runner hands back to the actor when an effect is settled. */
 export interface SettledEffect {
@@ -27,6 +30,10 @@ export interface EffectOwner {
   settle(settled: SettledEffect): void;
   /** Tells waiters that an effect changed state outside a step (e.g. became unknown). */
   touched(): void;
+  /** The actor's current key (identity enabled). */
+  readonly signer: ActorSigner | undefined;
+  /** The tokens of a chain the actor holds, by reference. */
+  chainTokens(chainRef: string | undefined): Promise<string[] | undefined>;
 }
 
 /** @internal Dependencies of the runner. */
@@ -38,6 +45,7 @@ export interface EffectRunnerDeps {
   logger: Logger;
   model: ModelClient | undefined;
   retry: { baseDelayMs: number; maxDelayMs: number };
+  authorizer: Authorizer | undefined;
 }
 
 /**
@@ -159,7 +167,7 @@ export class EffectRunner {
       const raced = await this.#execute(owner, effect, attempt, controller.signal);
       span.end();
       if (!owner.isLive()) return;
-      owner.settle(this.#settled(effect, attempt, raced.output, raced.usage));
+      owner.settle(this.#settled(effect, attempt, raced.output, raced.usage, raced.audit));
     } catch (thrown) {
       const error = controller.signal.aborted ? controller.signal.reason : thrown;
       span.setStatus({ code: SpanStatusCode.ERROR, message: String((error as Error)?.message ?? error) });
@@ -177,7 +185,7 @@ export class EffectRunner {
     effect: EffectRecord,
     attempt: number,
     signal: AbortSignal,
-  ): Promise<{ output: unknown; usage: EffectOutcome["usage"] }> {
+  ): Promise<{ output: unknown; usage: EffectOutcome["usage"]; audit?: Json }> {
     // A timeout aborts the signal; a tool that ignores its signal is still abandoned at the deadline.
     const aborted = new Promise<never>((_, reject) => {
       if (signal.aborted) reject(signal.reason);
@@ -195,6 +203,7 @@ export class EffectRunner {
     const tool = owner.def.tools.find((t) => t.name === effect.name);
     if (tool === undefined)
       throw new AgentError("ERR_UNKNOWN_TOOL", `agent ${owner.def.type} has no tool "${effect.name}"`, { details: { tool: effect.name } });
+    const authorized = await this.#authorize(owner, effect, tool);
     const context = {
       idempotencyKey: effect.idempotencyKey,
       signal,
@@ -203,19 +212,47 @@ export class EffectRunner {
       effectId: effect.effectId,
       attempt,
       epoch: owner.epoch,
+      secrets: authorized?.secrets ?? {},
+      authorization: authorized?.audit,
     };
-    const raw = await Promise.race([tool.execute(effect.args, context), aborted]);
+    const raw = await Promise.race([tool.execute(authorized?.args ?? effect.args, context), aborted]);
     const parsed = tool.output.safeParse(raw);
     if (!parsed.success) {
       throw new AgentError("ERR_TOOL_OUTPUT_INVALID", `output of tool ${tool.name} does not match its schema`, {
         details: { tool: tool.name, issues: parsed.error.issues as unknown as Json },
       });
     }
-    return { output: parsed.data, usage: undefined };
+    return { output: parsed.data, usage: undefined, audit: authorized?.audit as Json | undefined };
   }
 
-  #settled(effect: EffectRecord, attempt: number, output: unknown, usage: EffectOutcome["usage"]): SettledEffect {
+  /**
+   * With identity enabled: a fresh invocation signed by the actor's current key under the effect's
+   * chain, verified as the executor would, before anything runs. Without it: nothing to check.
+   */
+  async #authorize(
+    owner: EffectOwner,
+    effect: EffectRecord,
+    tool: ToolDefinition,
+  ): Promise<{ args: Json; secrets: Readonly<Record<string, string>>; audit: Readonly<Record<string, unknown>> } | undefined> {
+    const authorizer = this.#deps.authorizer;
+    if (authorizer === undefined) return undefined;
+    if (owner.signer === undefined) throw new AgentError("ERR_AUTHZ_KEY", `actor ${effect.actorId} has no key on this node`);
+    const chain = await owner.chainTokens(effect.chainRef);
+    const verified = await authorizer.authorize(owner.signer, effect.tenantId, tool, effect.effectId, effect.args, chain);
+    const audit = JSON.parse(JSON.stringify(verified.audit)) as Readonly<Record<string, unknown>>;
+    return { args: verified.args as Json, secrets: authorizer.secretsFor(effect.tenantId, tool, verified), audit };
+  }
+
+  #settled(
+    effect: EffectRecord,
+    attempt: number,
+    rawOutput: unknown,
+    usage: EffectOutcome["usage"],
+    audit: Json | undefined,
+  ): SettledEffect {
     const { limits } = this.#deps;
+    // Secret values never reach the journal, the effect record or the model's context.
+    const output = this.#deps.authorizer?.redact(effect.tenantId, rawOutput) ?? rawOutput;
     let text: string;
     try {
       text = encodeBounded(output, {
@@ -238,13 +275,15 @@ export class EffectRunner {
         error: undefined,
         usage,
         attempts: attempt,
+        audit,
       },
       event: { type: `${effect.kind}.${effect.name}.done`, effectId: effect.effectId, output: result },
       blob,
     };
   }
 
-  #failure(effect: EffectRecord, attempt: number, error: SerializedError): SettledEffect {
+  #failure(effect: EffectRecord, attempt: number, rawError: SerializedError, audit?: Json): SettledEffect {
+    const error = this.#deps.authorizer?.redact(effect.tenantId, rawError) ?? rawError;
     return {
       outcome: {
         effectId: effect.effectId,
@@ -254,6 +293,7 @@ export class EffectRunner {
         error,
         usage: undefined,
         attempts: attempt,
+        audit,
       },
       event: { type: `${effect.kind}.${effect.name}.failed`, effectId: effect.effectId, error: error as unknown as Json },
       blob: undefined,
@@ -264,6 +304,11 @@ export class EffectRunner {
     const { store, clock } = this.#deps;
     const serialized = serializeError(error);
     const key = [effect.tenantId, effect.actorId, effect.effectId] as const;
+    if (isAuthorizationError(error)) {
+      // A denial is final: the tool was never called, and the same chain will not cover it later.
+      const denied = { denied: { code: error.code, reason: error.reason, step: error.step ?? null }, invoker: effect.actorId } as Json;
+      return owner.settle(this.#failure(effect, attempt, serialized, denied));
+    }
     if (!idempotent) {
       if (error instanceof TimeoutError) {
         // Timed out: the tool may have acted. At most once means we cannot try again or call it failed.

@@ -8,6 +8,8 @@ import type { ActorCell } from "./actor-cell.js";
 import type { AgentRegistry } from "./agent-registry.js";
 import type { EffectRunner } from "./effect-runner.js";
 import type { GroupCommitter } from "./group-committer.js";
+import type { Authorizer } from "./authorizer.js";
+import type { StoredChain } from "../../core/ports/store.js";
 
 /** @internal What an actor cell needs from its node. */
 export interface RuntimeContext {
@@ -19,6 +21,12 @@ export interface RuntimeContext {
   registry: AgentRegistry;
   committer: GroupCommitter;
   effects: EffectRunner;
+  /** Identity and delegation, when the node enforces them. */
+  authorizer: Authorizer | undefined;
+  /** Reads a stored chain. */
+  loadChain(tenantId: string, chainRef: string): Promise<string[] | undefined>;
+  /** Hands a chain created by a step to the cells that will need it. */
+  rememberChain(tenantId: string, chain: StoredChain): void;
   /** The input an actor was created with (for its init step). */
   inputOf(cell: ActorCell): Json;
   /** Drops a cell whose commit was refused and loads the actor again from the store. */

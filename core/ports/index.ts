@@ -17,6 +17,7 @@ export type {
   TimerRecord,
   StepCommit,
   CommitOutcome,
+  StoredChain,
 } from "./store.js";
 export type {
   ModelClient,
@@ -28,4 +29,12 @@ export type {
   ChatMessage,
   ToolCallRequest,
 } from "./model-client.js";
-export type { Transport, TransportMessage, MessageHandler, PublishOptions, SubscribeOptions, RequestOptions, Subscription } from "./transport.js";
+export type {
+  Transport,
+  TransportMessage,
+  MessageHandler,
+  PublishOptions,
+  SubscribeOptions,
+  RequestOptions,
+  Subscription,
+} from "./transport.js";

@@ -22,7 +22,10 @@ export interface Store {
    * a step). With a `runKey` that already exists, returns the existing actor with `created: false`,
    * or throws `ERR_IDEMPOTENCY_MISMATCH` when the stored run was started with different input.
    */
-  createActor(actor: NewActor, options?: { runKey?: string; inputHash?: string }): Promise<{ actor: ActorRecord; created: boolean }>;
+  createActor(
+    actor: NewActor,
+    options?: { runKey?: string; inputHash?: string; chains?: StoredChain[] },
+  ): Promise<{ actor: ActorRecord; created: boolean }>;
   /** Reads one actor, or `undefined`. */
   getActor(tenantId: string, actorId: string): Promise<ActorRecord | undefined>;
   /** Finds the root actor of a run by its idempotency key. */
@@ -60,7 +63,7 @@ export interface Store {
    * @throws AgentError `ERR_ACTOR_NOT_FOUND`, `ERR_ACTOR_NOT_ACTIVE`, or `ERR_MAILBOX_FULL` when the
    *   actor already holds `mailboxDepthMax` pending messages
    */
-  enqueueMessage(message: NewMessage, options: { mailboxDepthMax: number }): Promise<{ created: boolean }>;
+  enqueueMessage(message: NewMessage, options: { mailboxDepthMax: number; chains?: StoredChain[] }): Promise<{ created: boolean }>;
   /** Pending (not yet applied) messages of an actor, oldest first, at most `limit`. */
   pendingMessages(tenantId: string, actorId: string, limit: number): Promise<MessageRecord[]>;
   /** Reads one mailbox message, or `undefined`. */
@@ -79,6 +82,21 @@ export interface Store {
 
   /** Reads a payload stored by reference. */
   getBlob(tenantId: string, blobId: string): Promise<string | undefined>;
+
+  /**
+   * Reads a delegation chain stored by reference (its compact JWS links, root first). Chains are
+   * written with the actor, message or step that first carried them, keyed by their leaf's hash.
+   * Optional until every adapter stores chains; a node with identity enabled requires it.
+   */
+  getChain?(tenantId: string, chainRef: string): Promise<string[] | undefined>;
+}
+
+/** A delegation chain to store (once per tenant and leaf hash). */
+export interface StoredChain {
+  /** base64url SHA-256 of the leaf link. */
+  chainRef: string;
+  /** The compact JWS links, root first. */
+  tokens: string[];
 }
 
 /** Life of an actor. Every status but `active` is final. */
@@ -102,6 +120,8 @@ export interface NewActor {
   epoch: number;
   ownerNode: string | undefined;
   createdAt: number;
+  /** The delegation chain the actor was started or spawned under (identity enabled). */
+  chainRef?: string;
 }
 
 /** An actor as stored. Revision equals the seq of its last journal entry (0 before its first step). */
@@ -164,6 +184,8 @@ export interface JournalEntry {
   epoch: number;
   nodeId: string;
   createdAt: number;
+  /** The delegation chain the step was processed under (identity enabled). */
+  chainRef?: string;
 }
 
 /** An effect: a tool or model call planned by a step. */
@@ -191,6 +213,10 @@ export interface EffectRecord {
   completedSeq: number | undefined;
   createdAt: number;
   updatedAt: number;
+  /** The delegation chain the effect runs under (identity enabled). */
+  chainRef?: string;
+  /** Who authorised it, under what, when: the verified invocation's audit record (IDENTITY.md §12). */
+  audit?: Json;
 }
 
 /** Fields of an effect that {@link Store.updateEffect} may change. */
@@ -217,6 +243,8 @@ export interface EffectOutcome {
   error: SerializedError | undefined;
   usage: { inputTokens: number; outputTokens: number } | undefined;
   attempts: number;
+  /** The audit record of the invocation that produced it, or of its denial. */
+  audit?: Json;
 }
 
 /** A message for an actor's durable mailbox. */
@@ -228,6 +256,8 @@ export interface NewMessage {
   /** Who sent it: `external`, an actor id, or `system`. */
   sender: string;
   createdAt: number;
+  /** The delegation chain the message carries (identity enabled). */
+  chainRef?: string;
 }
 
 /** A mailbox message as stored. */
@@ -244,6 +274,8 @@ export interface TimerRecord {
   name: string;
   dueAt: number;
   createdSeq: number;
+  /** The chain of the step that armed it; its firing is processed under it. */
+  chainRef?: string;
 }
 
 /** Everything one step writes, in one transaction with its guard. */
@@ -278,6 +310,8 @@ export interface StepCommit {
   blobs: Array<{ blobId: string; data: string }>;
   /** When the actor reaches a final status, its open effects are cancelled and its timers cleared. */
   finalize: boolean;
+  /** Delegation chains referenced by this commit's rows, stored if absent. */
+  chains?: StoredChain[];
 }
 
 /** The result of one {@link StepCommit}. */
