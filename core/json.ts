@@ -42,10 +42,18 @@ export function encodeBounded(value: unknown, bounds: JsonBounds): string {
 }
 
 function checkDepth(root: unknown, bounds: JsonBounds): void {
+  // Shared references are fine (JSON writes them twice); a cycle shows up as a depth past the limit.
+  // Every value costs at least one byte of JSON, so more values than bytesMax cannot fit either:
+  // that bounds the walk even on a structure that shares references to blow up exponentially.
   const stack: Array<[unknown, number]> = [[root, 0]];
-  const seen = new Set<object>();
+  let visited = 0;
   while (stack.length > 0) {
     const [value, depth] = stack.pop()!;
+    if (++visited > bounds.bytesMax) {
+      throw new LimitError("ERR_PAYLOAD_TOO_LARGE", `${bounds.what} has more values than fit in ${bounds.bytesMax} bytes`, {
+        details: { limit: "bytesMax", max: bounds.bytesMax, what: bounds.what },
+      });
+    }
     if (value === null || typeof value !== "object") {
       if (typeof value === "number" && !Number.isFinite(value)) {
         throw new ValidationError("ERR_VALIDATION", `${bounds.what} contains a non-finite number`);
@@ -60,8 +68,6 @@ function checkDepth(root: unknown, bounds: JsonBounds): void {
         details: { limit: "jsonDepthMax", max: bounds.depthMax, what: bounds.what },
       });
     }
-    if (seen.has(value)) throw new ValidationError("ERR_VALIDATION", `${bounds.what} contains a cycle`);
-    seen.add(value);
     const children = Array.isArray(value) ? value : Object.values(value);
     for (const child of children) stack.push([child, depth + 1]);
   }
