@@ -2,12 +2,15 @@
  * `npm run example`: a support desk on the embedded default (PGlite in .data/, no servers).
  * A first node process is killed with SIGKILL while the run waits on its durable timer, after the
  * refund went out; a second process recovers the run and finishes it. The bank counts refunds.
+ * Then a refund worker under a delegated grant meets a prompt injection (deputy.ts).
  */
 import { spawn } from "node:child_process";
 import { rm } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { startBank } from "./bank.js";
+import { confusedDeputyStory } from "./deputy.js";
+import { createPgliteStore } from "../../persistence/pglite/index.js";
 
 const dataDir = fileURLToPath(new URL("../../.data/support-desk", import.meta.url));
 const worker = fileURLToPath(new URL("./worker.ts", import.meta.url));
@@ -57,4 +60,14 @@ if (second !== 0) throw new Error(`the second node exited with ${String(second)}
 console.log(`\nbank: ${bank.calls} refund call(s), ${bank.applied.size} refund(s) applied`);
 if (bank.applied.size !== 1 || bank.calls !== 1) throw new Error("the refund should have been applied exactly once");
 await bank.close();
-console.log("The crash lost no step and repeated no refund.");
+console.log("The crash lost no step and repeated no refund.\n");
+
+// Part two: authority only by delegation. The same store, in this process.
+console.log("A prompt injection against a delegated refund worker:");
+const store = await createPgliteStore({ dataDir });
+await store.migrate();
+const story = await confusedDeputyStory(store);
+for (const line of story.lines) console.log(`  ${line}`);
+await store.close();
+if (story.bankCalls.length !== 1 || (story.bankCalls[0]!.args as { amount: number }).amount !== 42) throw new Error("only the granted refund may reach the bank");
+console.log("The injected refund and the ungranted tool were refused before any tool ran; the bank saw one refund of 42.");
