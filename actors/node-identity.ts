@@ -12,7 +12,7 @@ export interface NodeIdentityOptions {
   authorities: ReadonlyMap<string, TenantAuthority>;
   /** Which principals may grant which capabilities at the root of a chain (ReBAC/RBAC). */
   rootAuthority: RootAuthorityOracle;
-  /** @defaultValue a MemoryKeyDirectory holding the authorities' anchors */
+  /** @defaultValue the tenant directory kept in the Store (append-only, tenant-first), cached on the node */
   directory?: KeyDirectory;
   /** @defaultValue an authoritative MemoryRevocationList */
   revocations?: RevocationList;

@@ -118,7 +118,7 @@ export class TesseraNode {
     this.#tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer("tessera");
     this.#registry = new AgentRegistry(o.agents);
     this.#committer = new GroupCommitter(this.#store, this.#limits.groupCommitStepsMax);
-    this.#authorizer = o.identity === undefined ? undefined : new Authorizer(o.identity, this.#clock);
+    this.#authorizer = o.identity === undefined ? undefined : new Authorizer(o.identity, this.#clock, this.#store, this.#logger);
     this.#effects = new EffectRunner({
       store: this.#store,
       clock: this.#clock,

@@ -38,6 +38,8 @@ export type {
   StepCommit,
   CommitOutcome,
   StoredChain,
+  NewDirectoryEntry,
+  DirectoryEntry,
   ModelClient,
   ModelRequest,
   ModelResponse,

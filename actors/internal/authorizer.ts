@@ -5,7 +5,6 @@ import {
   ActorSigner,
   AuthorizationError,
   ChainCache,
-  MemoryKeyDirectory,
   MemoryReplayStore,
   MemoryRevocationList,
   createInvocationVerifier,
@@ -20,6 +19,9 @@ import {
 } from "../../identity/index.js";
 import type { ToolDefinition } from "../define-tool.js";
 import type { NodeIdentityOptions } from "../node-identity.js";
+import type { Store } from "../../core/ports/store.js";
+import type { Logger } from "../logger.js";
+import { StoreKeyDirectory } from "./store-key-directory.js";
 
 /** @internal What a cell needs to act under its own identity. */
 export interface ActorIdentityFacts {
@@ -45,11 +47,14 @@ export class Authorizer {
   readonly #cache: ChainCache;
   readonly #verifiers = new Map<string, InvocationVerifier>();
   #anchored: Promise<void> | undefined;
+  readonly #storeDirectory: StoreKeyDirectory | undefined;
+  readonly #syncedAt = new Map<string, number>();
 
-  constructor(options: NodeIdentityOptions, clock: Clock) {
+  constructor(options: NodeIdentityOptions, clock: Clock, store: Store, logger: Logger) {
     this.#options = options;
     this.#clock = clock;
-    this.directory = options.directory ?? new MemoryKeyDirectory({ clock });
+    this.#storeDirectory = options.directory === undefined ? new StoreKeyDirectory(store, clock, logger) : undefined;
+    this.directory = options.directory ?? this.#storeDirectory!;
     this.revocations = options.revocations ?? new MemoryRevocationList({ clock });
     this.#replay = options.replay ?? new MemoryReplayStore({ clock });
     this.#cache = new ChainCache();
@@ -80,6 +85,7 @@ export class Authorizer {
    */
   async checkIntake(tenantId: string, actorId: string, chain: unknown): Promise<string[]> {
     await this.#ensureAnchors();
+    await this.#syncDirectory(tenantId);
     if (!Array.isArray(chain) || chain.length === 0) {
       throw new AuthorizationError("ERR_AUTHZ_CHAIN_REQUIRED", "this node enforces delegation: a chain is required", {
         details: { tenantId, actorId },
@@ -180,6 +186,15 @@ export class Authorizer {
     } finally {
       signer.endTask(handle);
     }
+  }
+
+  /** Picks up keys other nodes certified (human keys, rotated anchors), at most once a second per tenant. */
+  async #syncDirectory(tenantId: string): Promise<void> {
+    if (this.#storeDirectory === undefined) return;
+    const now = this.#clock.now();
+    if (now - (this.#syncedAt.get(tenantId) ?? -Infinity) < 1000) return;
+    this.#syncedAt.set(tenantId, now);
+    await this.#storeDirectory.sync(tenantId);
   }
 
   #chainContext(tenantId: string) {

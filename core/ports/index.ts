@@ -18,6 +18,8 @@ export type {
   StepCommit,
   CommitOutcome,
   StoredChain,
+  NewDirectoryEntry,
+  DirectoryEntry,
 } from "./store.js";
 export type {
   ModelClient,

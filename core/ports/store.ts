@@ -89,6 +89,31 @@ export interface Store {
    * Optional until every adapter stores chains; a node with identity enabled requires it.
    */
   getChain?(tenantId: string, chainRef: string): Promise<string[] | undefined>;
+
+  /**
+   * Appends a change to a tenant's key directory (IDENTITY.md §2) and returns its position, which
+   * is the tenant's directory epoch after it. Optional until every adapter keeps the directory.
+   */
+  appendDirectory?(entry: NewDirectoryEntry): Promise<number>;
+  /** Reads a tenant's directory changes after `afterPosition`, in order, at most `limit`. */
+  readDirectory?(tenantId: string, afterPosition: number, limit: number): Promise<DirectoryEntry[]>;
+}
+
+/** A change to a tenant's key directory, as the identity layer records it. */
+export interface NewDirectoryEntry {
+  tenantId: string;
+  /** `anchor`: a tenant authority key; `identity`: an identity token certifying a key; `retire`, `compromise`: a key's end. */
+  kind: "anchor" | "identity" | "retire" | "compromise";
+  /** The key concerned (its RFC 7638 thumbprint). */
+  kid: string;
+  /** anchor: the authority anchor; identity: `{ token, publicJwk }`; retire: `{ atSeconds }`; compromise: `{}`. */
+  body: Json;
+  createdAt: number;
+}
+
+/** A stored directory change with its position (1, 2, 3, … per tenant). */
+export interface DirectoryEntry extends NewDirectoryEntry {
+  position: number;
 }
 
 /** A delegation chain to store (once per tenant and leaf hash). */

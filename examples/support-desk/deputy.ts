@@ -6,7 +6,19 @@
  */
 import { assign, setup } from "xstate";
 import { z } from "zod";
-import { callModel, callTool, createNode, defineAgent, defineTool, spawnAgent, systemClock, TesseraNode, type ChatMessage, type ModelResponse, type Store } from "../../index.js";
+import {
+  callModel,
+  callTool,
+  createNode,
+  defineAgent,
+  defineTool,
+  spawnAgent,
+  systemClock,
+  TesseraNode,
+  type ChatMessage,
+  type ModelResponse,
+  type Store,
+} from "../../index.js";
 import { createScriptedModel } from "../../actors/models/index.js";
 import { TenantAuthority, type RootAuthorityOracle } from "../../identity/index.js";
 import { sha256 } from "../../core/ids.js";
@@ -63,18 +75,31 @@ export async function confusedDeputyStory(store: Store): Promise<DeputyResult> {
           entry: callModel("worker", ({ context }) => ({ messages: context.messages, tools: tools.map((t) => t.name) })),
           on: {
             "model.worker.done": [
-              { guard: "wantsTool", target: "acting", actions: assign(({ context, event }) => ({ messages: [...context.messages, event.output.message], pending: event.output.toolCalls[0] })) },
+              {
+                guard: "wantsTool",
+                target: "acting",
+                actions: assign(({ context, event }) => ({
+                  messages: [...context.messages, event.output.message],
+                  pending: event.output.toolCalls[0],
+                })),
+              },
               { target: "done" },
             ],
           },
         },
         acting: {
-          entry: callTool(({ context }) => context.pending!.name, ({ context }) => context.pending!.arguments as never),
+          entry: callTool(
+            ({ context }) => context.pending!.name,
+            ({ context }) => context.pending!.arguments as never,
+          ),
           on: {
             "tool.*": {
               target: "thinking",
               actions: assign(({ context, event }) => ({
-                messages: [...context.messages, { role: "tool", toolCallId: context.pending!.id, content: JSON.stringify(event.output ?? { refused: event.error.code }) }],
+                messages: [
+                  ...context.messages,
+                  { role: "tool", toolCallId: context.pending!.id, content: JSON.stringify(event.output ?? { refused: event.error.code }) },
+                ],
               })),
             },
           },
@@ -90,7 +115,13 @@ export async function confusedDeputyStory(store: Store): Promise<DeputyResult> {
     machine: setup({ types: {} as { input: { orderId: string }; context: { orderId: string }; events: any } }).createMachine({
       context: ({ input }) => input,
       initial: "delegating",
-      states: { delegating: { entry: spawnAgent("worker", "refund-worker", ({ context }) => ({ orderId: context.orderId })), on: { "child.worker.done": "done" } }, done: { type: "final" } },
+      states: {
+        delegating: {
+          entry: spawnAgent("worker", "refund-worker", ({ context }) => ({ orderId: context.orderId })),
+          on: { "child.worker.done": "done" },
+        },
+        done: { type: "final" },
+      },
     }),
   });
   const model = createScriptedModel.byTurn((request) => {
@@ -108,7 +139,12 @@ export async function confusedDeputyStory(store: Store): Promise<DeputyResult> {
   // Alice's role lets her grant refunds and lookups, nothing else.
   const rootAuthority: RootAuthorityOracle = ({ onBehalfOf, subject, capability }) =>
     (onBehalfOf ?? subject) === "tsr:acme:user:alice" && ["tool:refund", "tool:lookupOrder"].includes(capability.res);
-  const node = createNode({ store, agents: [desk, worker], model, identity: { authorities: new Map([["acme", authority]]), rootAuthority } });
+  const node = createNode({
+    store,
+    agents: [desk, worker],
+    model,
+    identity: { authorities: new Map([["acme", authority]]), rootAuthority },
+  });
   await node.start();
   const runId = `deputy-${Date.now()}`;
   const chain = [
@@ -128,9 +164,14 @@ export async function confusedDeputyStory(store: Store): Promise<DeputyResult> {
   const [child] = await node.listChildren("acme", runId);
   for (const effect of await node.listEffects("acme", child!.actorId)) {
     if (effect.kind !== "tool") continue;
-    const audit = effect.audit as { onBehalfOf?: string; chain?: Array<{ aud: string }> } | undefined;
-    const who = audit?.onBehalfOf === undefined ? "" : ` (authorised by ${audit.onBehalfOf} via ${audit.chain?.map((l) => l.aud.split(":").pop()).join(" → ")})`;
-    lines.push(`worker ${effect.name}(${JSON.stringify(effect.args)}): ${effect.state}${effect.error ? ` ${effect.error.code}` : ""}${who}`);
+    const audit = effect.audit as { rootOnBehalfOf?: { user: string }; chain?: Array<{ aud: string }> } | undefined;
+    const who =
+      audit?.rootOnBehalfOf === undefined
+        ? ""
+        : ` (authorised by ${audit.rootOnBehalfOf.user} via ${audit.chain?.map((l) => l.aud.split(":").pop()).join(" → ")})`;
+    lines.push(
+      `worker ${effect.name}(${JSON.stringify(effect.args)}): ${effect.state}${effect.error ? ` ${effect.error.code}` : ""}${who}`,
+    );
   }
   await node.close();
   return { bankCalls, lines };

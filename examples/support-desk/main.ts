@@ -69,5 +69,6 @@ await store.migrate();
 const story = await confusedDeputyStory(store);
 for (const line of story.lines) console.log(`  ${line}`);
 await store.close();
-if (story.bankCalls.length !== 1 || (story.bankCalls[0]!.args as { amount: number }).amount !== 42) throw new Error("only the granted refund may reach the bank");
+if (story.bankCalls.length !== 1 || (story.bankCalls[0]!.args as { amount: number }).amount !== 42)
+  throw new Error("only the granted refund may reach the bank");
 console.log("The injected refund and the ungranted tool were refused before any tool ran; the bank saw one refund of 42.");
