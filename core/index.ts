@@ -16,7 +16,7 @@ export type { Limits } from "./limits.js";
 export { systemClock, SimulatedClock } from "./clock.js";
 export type { Clock } from "./clock.js";
 export { newId, sha256, idempotencyKeyOf } from "./ids.js";
-export { encodeBounded, canonicalJson } from "./json.js";
+export { encodeBounded, canonicalJson, sortKeys } from "./json.js";
 export type { Json, JsonBounds } from "./json.js";
 export type {
   Store,

@@ -83,7 +83,13 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(sortKeys(value));
 }
 
-function sortKeys(value: unknown): unknown {
+/**
+ * A deep copy of a JSON value with object keys in sorted order (the order {@link canonicalJson} writes).
+ *
+ * @param value - a plain JSON value
+ * @returns the same value with every object's keys sorted
+ */
+export function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value !== null && typeof value === "object") {
     // A null prototype keeps an own "__proto__" key an ordinary member instead of a prototype.

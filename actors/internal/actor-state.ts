@@ -21,7 +21,12 @@ export interface SnapshotEnvelope {
   v: 1;
   agentType: string;
   agentVersion: number;
-  machine: Json;
+  /**
+   * The persisted XState snapshot as JSON text. Kept as text so that key order survives any store
+   * (PostgreSQL's jsonb and CockroachDB reorder object keys): a restored actor must see exactly the
+   * objects the live one had, or a statechart that serializes its context would diverge on replay.
+   */
+  machine: string | null;
   children: Record<string, string>;
   timers: Record<string, { timerId: string; dueAt: number }>;
   childCount: number;
@@ -34,7 +39,7 @@ export function toEnvelope(def: AgentDefinition, state: ActorState): SnapshotEnv
     agentType: def.type,
     agentVersion: state.agentVersion,
     // An actor whose first step failed has no machine state; its envelope says so with null.
-    machine: state.machine === undefined ? null : (def.machine.getPersistedSnapshot(state.machine) as unknown as Json),
+    machine: state.machine === undefined ? null : JSON.stringify(def.machine.getPersistedSnapshot(state.machine)),
     children: state.children,
     timers: state.timers,
     childCount: state.childCount,
@@ -50,7 +55,7 @@ const envelopeSchema = z.object({
   v: z.literal(1),
   agentType: z.string(),
   agentVersion: z.number().int().positive(),
-  machine: z.record(z.string(), z.unknown()).nullable(),
+  machine: z.string().nullable(),
   children: z.record(z.string(), z.string()),
   timers: z.record(z.string(), z.object({ timerId: z.string(), dueAt: z.number() })),
   childCount: z.number().int().nonnegative(),
@@ -72,7 +77,7 @@ export function fromEnvelope(def: AgentDefinition, envelope: SnapshotEnvelope): 
   const machine =
     envelope.machine === null
       ? (undefined as unknown as AnyMachineSnapshot)
-      : (createActor(def.machine, { snapshot: structuredClone(envelope.machine) as never }).getSnapshot() as AnyMachineSnapshot);
+      : (createActor(def.machine, { snapshot: JSON.parse(envelope.machine) as never }).getSnapshot() as AnyMachineSnapshot);
   return {
     agentVersion: envelope.agentVersion,
     machine,

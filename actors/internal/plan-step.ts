@@ -2,7 +2,7 @@ import { initialTransition, transition, type AnyMachineSnapshot } from "xstate";
 import { z } from "zod";
 import { AgentError, serializeError, type SerializedError } from "../../core/errors.js";
 import { idempotencyKeyOf, sha256 } from "../../core/ids.js";
-import { encodeBounded, type Json } from "../../core/json.js";
+import { encodeBounded, sortKeys, type Json } from "../../core/json.js";
 import type { Limits } from "../../core/limits.js";
 import type { ModelRequest } from "../../core/ports/model-client.js";
 import type { ActorStatus, EffectRecord, NewActor, NewMessage, PlannedItems, TimerRecord } from "../../core/ports/store.js";
@@ -60,7 +60,10 @@ export const reservedEventPrefixes = ["tessera.", "tool.", "model.", "timer.", "
  * the same input gives the same plan, which is what makes replay possible.
  */
 export function planStep(input: StepInput): StepPlan {
-  const { def, event, seq, limits } = input;
+  const { def, seq, limits } = input;
+  // Events reach a step from memory live and from the store on replay, where jsonb may have
+  // reordered their keys: both see them with keys sorted, so both compute the same thing.
+  const event = sortKeys(input.event) as StepInput["event"];
   const plan = emptyPlan(input);
   if (event.type === "tessera.stop") return finish(plan, input, "stopped", undefined, undefined);
   if (seq > limits.stepsPerActorMax) {

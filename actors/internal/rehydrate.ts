@@ -121,9 +121,10 @@ export async function loadActor(store: Store, registry: AgentRegistry, record: A
   return { record, def: latest, state, migrated: true, rowsRead: entries.length };
 }
 
-function migrateMachine(latest: AgentDefinition, machine: Json, fromVersion: number, record: ActorRecord): Json {
+function migrateMachine(latest: AgentDefinition, machine: string | null, fromVersion: number, record: ActorRecord): string | null {
+  if (machine === null) return null;
   try {
-    return latest.migrate!(structuredClone(machine), fromVersion);
+    return JSON.stringify(latest.migrate!(JSON.parse(machine) as Json, fromVersion));
   } catch (cause) {
     throw new AgentError(
       "ERR_MIGRATION_FAILED",

@@ -212,6 +212,7 @@ describe("no confused deputy", () => {
     const audit = granted!.audit as {
       actor: { principal: string };
       onBehalfOf: string;
+      rootOnBehalfOf: { user: string };
       chain: Array<{ iss: string; aud: string }>;
       invocation: { eff: string };
     };
