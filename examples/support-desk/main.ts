@@ -24,7 +24,8 @@ function describe(line: Record<string, unknown>): string {
       return `[${who}] run ${String(line.runId)} ${line.created ? "started" : "already exists: carrying it on"}`;
     case "step": {
       const planned = (line.planned as string[]).length > 0 ? ` -> planned: ${(line.planned as string[]).join(", ")}` : "";
-      return `[${who}] step ${String(line.seq)} committed: ${String(line.applied)} => ${JSON.stringify(line.state)}${planned}`;
+      const history = line.by === who ? "committed" : `read back (committed by ${String(line.by)})`;
+      return `[${who}] step ${String(line.seq)} ${history}: ${String(line.applied)} => ${JSON.stringify(line.state)}${planned}`;
     }
     case "finished":
       return `[${who}] run ${String(line.status)}: ${JSON.stringify(line.output)}\n[${who}] effects: ${JSON.stringify(line.effects)}`;
