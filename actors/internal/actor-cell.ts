@@ -395,7 +395,7 @@ export class ActorCell implements EffectOwner {
       this.evict();
     } else {
       for (const timer of plan.timersSet) this.armTimer(timer.timerId, timer.name, timer.dueAt, timer.chainRef);
-      for (const effect of plan.effects) if (effect.state === "planned") this.dispatchEffect(effect, false);
+      for (const effect of plan.effects) if (effect.state === "planned" || effect.state === "running") this.dispatchEffect(effect, false);
     }
     for (const child of commit.children) runtime.activateNew(child.tenantId, child.actorId);
     for (const chain of commit.chains ?? []) runtime.rememberChain(this.identity.tenantId, chain);

@@ -1,7 +1,7 @@
 import { createActor, type AnyMachineSnapshot } from "xstate";
 import { z } from "zod";
 import { AgentError } from "../../core/errors.js";
-import { canonicalJson, type Json } from "../../core/json.js";
+import { canonicalJson } from "../../core/json.js";
 import { sha256 } from "../../core/ids.js";
 import type { AgentDefinition } from "../define-agent.js";
 

@@ -116,7 +116,7 @@ export class EffectRunner {
     }
     const attemptsMax = tool?.retry?.attemptsMax ?? this.#deps.limits.effectAttemptsMax;
     let attempt = effect.attempts + 1;
-    if (recovering || effect.state === "running") {
+    if (recovering || effect.attempts === 0) {
       // The attempt that was under way when the previous owner stopped counts.
       if (attempt > attemptsMax)
         return this.#giveUp(owner, effect, attempt - 1, {
@@ -132,7 +132,8 @@ export class EffectRunner {
       );
       if (!ok) return;
     } else {
-      attempt = 1;
+      // Dispatched right after the step that committed it with its first attempt counted.
+      attempt = effect.attempts;
     }
     const waitMs = (effect.nextAttemptAt ?? 0) - clock.now();
     if (waitMs > 0) await new Promise<void>((resolve) => clock.setTimer(resolve, waitMs));

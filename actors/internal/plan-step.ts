@@ -210,8 +210,11 @@ function newEffect(input: StepInput, kind: "tool" | "model", name: string, args:
     args,
     idempotent,
     idempotencyKey: idempotencyKeyOf(tenantId, actorId, effectId),
-    state: "planned",
-    attempts: 0,
+    // An idempotent effect is dispatched as soon as its step commits, so the step commits its first
+    // attempt as started: a crash during that attempt is counted, never lost, at no extra write.
+    // A non-idempotent one stays planned until it is durably marked running, just before its one call.
+    state: idempotent ? "running" : "planned",
+    attempts: idempotent ? 1 : 0,
     nextAttemptAt: undefined,
     result: undefined,
     resultRef: undefined,
@@ -227,6 +230,7 @@ function newEffect(input: StepInput, kind: "tool" | "model", name: string, args:
 /** A planned effect that failed validation is recorded as failed and its failure sent to the actor itself. */
 function failEffect(plan: StepPlan, input: StepInput, effect: EffectRecord, error: SerializedError): void {
   effect.state = "failed";
+  effect.attempts = 0;
   effect.error = error;
   effect.completedSeq = input.seq;
   pushMessage(
