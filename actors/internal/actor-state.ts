@@ -48,7 +48,9 @@ export function toEnvelope(def: AgentDefinition, state: ActorState): SnapshotEnv
 
 /** @internal Hash of an actor's state, recorded with every step so replay can detect divergence. */
 export function stateHashOf(envelope: SnapshotEnvelope): string {
-  return sha256(canonicalJson(envelope));
+  // The machine is already exact text; the small rest is canonicalized, since a store may reorder it.
+  const { machine, ...rest } = envelope;
+  return sha256(`${canonicalJson(rest)}\u0000${machine ?? ""}`);
 }
 
 const envelopeSchema = z.object({

@@ -1,4 +1,5 @@
-import { initialTransition, transition, type AnyMachineSnapshot } from "xstate";
+import type { AnyMachineSnapshot } from "xstate";
+import { pureInitialTransition, pureTransition } from "./pure-transition.js";
 import { z } from "zod";
 import { AgentError, serializeError, type SerializedError } from "../../core/errors.js";
 import { idempotencyKeyOf, sha256 } from "../../core/ids.js";
@@ -78,7 +79,7 @@ export function planStep(input: StepInput): StepPlan {
   let actions: Array<{ exec?: unknown; info?: unknown }>;
   try {
     [machine, actions] =
-      input.state === undefined ? initialTransition(def.machine, event.input) : transition(def.machine, input.state.machine, event);
+      input.state === undefined ? pureInitialTransition(def.machine, event.input) : pureTransition(def.machine, input.state.machine, event);
   } catch (thrown) {
     return finish(plan, input, "failed", undefined, { ...serializeError(thrown), code: "ERR_AGENT_THREW" });
   }
