@@ -4,6 +4,7 @@
  * `--database-url`, or an embedded PGlite directory with `--data-dir`).
  */
 import { Command } from "commander";
+import { ConfigError } from "../core/errors.js";
 import { createPgStore } from "../persistence/pg/index.js";
 import { createPgliteStore } from "../persistence/pglite/index.js";
 
@@ -16,12 +17,13 @@ program
   .option("--data-dir <dir>", "an embedded PGlite data directory (used when no database URL is given)")
   .option("--schema <name>", "schema that holds the tables", "tessera")
   .action(async (options: { databaseUrl?: string; dataDir?: string; schema: string }) => {
-    if (options.databaseUrl === undefined && options.dataDir === undefined) {
-      throw new Error("give --database-url (or DATABASE_URL) or --data-dir");
+    const databaseUrl = options.databaseUrl === "" ? undefined : options.databaseUrl;
+    if (databaseUrl === undefined && options.dataDir === undefined) {
+      throw new ConfigError("give --database-url (or DATABASE_URL) or --data-dir");
     }
     const store =
-      options.databaseUrl !== undefined
-        ? createPgStore({ connectionString: options.databaseUrl, schema: options.schema })
+      databaseUrl !== undefined
+        ? createPgStore({ connectionString: databaseUrl, schema: options.schema })
         : await createPgliteStore({ dataDir: options.dataDir!, schema: options.schema });
     try {
       await store.migrate();
