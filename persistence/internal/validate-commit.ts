@@ -1,5 +1,5 @@
 import { InvariantError } from "../../core/assert.js";
-import type { StepCommit } from "../../core/ports/store.js";
+import type { StepCommit, StoredChain } from "../../core/ports/store.js";
 
 /**
  * Checks the invariants of one {@link StepCommit} that do not depend on stored state. Every
@@ -46,6 +46,31 @@ function findProblem(commit: StepCommit): string | undefined {
   const outcome = commit.effectOutcome;
   if (outcome !== undefined && outcome.state !== "completed" && outcome.state !== "failed") {
     return `effect outcome ${outcome.effectId} must be completed or failed`;
+  }
+  return validateChains(commit.chains);
+}
+
+/**
+ * Checks the shape of delegation chains to store: a non-empty `chainRef` and at least one link,
+ * each a non-empty string. Whether the links verify is the identity module's business, not the
+ * store's.
+ *
+ * @internal
+ * @param chains - the chains, or `undefined`
+ * @returns what is wrong with the first bad chain, or `undefined`
+ * @example
+ * ```ts
+ * const problem = validateChains(options.chains);
+ * if (problem !== undefined) throw new InvariantError(problem);
+ * ```
+ */
+export function validateChains(chains: readonly StoredChain[] | undefined): string | undefined {
+  for (const chain of chains ?? []) {
+    if (typeof chain.chainRef !== "string" || chain.chainRef.length === 0) return "a chain's chainRef must be a non-empty string";
+    if (!Array.isArray(chain.tokens) || chain.tokens.length === 0) return `chain ${chain.chainRef} must have at least one link`;
+    if (!chain.tokens.every((token) => typeof token === "string" && token.length > 0)) {
+      return `chain ${chain.chainRef} must hold non-empty strings`;
+    }
   }
   return undefined;
 }

@@ -1,5 +1,5 @@
 import { AgentError, LimitError, SnapshotConflictError, StoreError } from "../../core/errors.js";
-import { assert } from "../../core/assert.js";
+import { assert, InvariantError } from "../../core/assert.js";
 import type {
   ActorQuery,
   ActorRecord,
@@ -14,9 +14,10 @@ import type {
   NewMessage,
   StepCommit,
   Store,
+  StoredChain,
   TimerRecord,
 } from "../../core/ports/store.js";
-import { validateCommit } from "../internal/validate-commit.js";
+import { validateChains, validateCommit } from "../internal/validate-commit.js";
 
 /** The states that finalize cancels. */
 const openEffectStates: ReadonlySet<EffectState> = new Set(["planned", "running", "awaiting-approval"]);
@@ -31,9 +32,21 @@ interface TenantData {
   pending: Map<string, number>;
   timers: Map<string, Map<string, TimerRecord>>;
   blobs: Map<string, string>;
+  chains: Map<string, string[]>;
 }
 
 const clone: <T>(value: T) => T = structuredClone;
+
+/**
+ * A deep copy without the optional fields (`chainRef`, `audit`) that hold `undefined`, so that a
+ * record reads back as the SQL stores return it: an absent field, never one set to `undefined`.
+ */
+function stored<T extends { chainRef?: string; audit?: unknown }>(value: T): T {
+  const copy = clone(value);
+  if (copy.chainRef === undefined) delete copy.chainRef;
+  if (copy.audit === undefined) delete copy.audit;
+  return copy;
+}
 
 function inner<V>(map: Map<string, Map<string, V>>, key: string): Map<string, V> {
   let found = map.get(key);
@@ -46,7 +59,7 @@ function inner<V>(map: Map<string, Map<string, V>>, key: string): Map<string, V>
 
 function newActorRecord(actor: NewActor): ActorRecord {
   return {
-    ...clone(actor),
+    ...stored(actor),
     status: "active",
     revision: 0,
     snapshot: undefined,
@@ -84,9 +97,10 @@ export class MemoryStore implements Store {
 
   async createActor(
     actor: NewActor,
-    options: { runKey?: string; inputHash?: string } = {},
+    options: { runKey?: string; inputHash?: string; chains?: StoredChain[] } = {},
   ): Promise<{ actor: ActorRecord; created: boolean }> {
     this.#open();
+    assertChains(options.chains);
     const tenant = this.#tenant(actor.tenantId);
     const { runKey, inputHash } = options;
     if (runKey !== undefined) {
@@ -106,6 +120,7 @@ export class MemoryStore implements Store {
     const record = newActorRecord(actor);
     tenant.actors.set(actor.actorId, record);
     if (runKey !== undefined) tenant.runs.set(runKey, { actorId: actor.actorId, inputHash });
+    storeChains(tenant, options.chains);
     return { actor: clone(record), created: true };
   }
 
@@ -180,9 +195,10 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  async enqueueMessage(message: NewMessage, options: { mailboxDepthMax: number }): Promise<{ created: boolean }> {
+  async enqueueMessage(message: NewMessage, options: { mailboxDepthMax: number; chains?: StoredChain[] }): Promise<{ created: boolean }> {
     this.#open();
     assert(Number.isSafeInteger(options.mailboxDepthMax) && options.mailboxDepthMax > 0, "mailboxDepthMax is a positive integer");
+    assertChains(options.chains);
     const { tenantId, actorId, messageId } = message;
     const tenant = this.#tenants.get(tenantId);
     const actor = tenant?.actors.get(actorId);
@@ -198,6 +214,7 @@ export class MemoryStore implements Store {
     const pending = tenant.pending.get(actorId) ?? 0;
     if (pending >= options.mailboxDepthMax) throw mailboxFull(tenantId, actorId, options.mailboxDepthMax, pending);
     this.#insertMessage(tenant, message);
+    storeChains(tenant, options.chains);
     return { created: true };
   }
 
@@ -225,12 +242,23 @@ export class MemoryStore implements Store {
     return timers.map((record) => clone(record));
   }
 
-  async claimActiveActors(nodeId: string, limit: number): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>> {
+  async claimActiveActors(
+    nodeId: string,
+    limit: number,
+    options: { afterKey?: { tenantId: string; actorId: string } } = {},
+  ): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>> {
     this.#open();
     assert(Number.isSafeInteger(limit) && limit >= 0, "claimActiveActors limit is an integer >= 0");
+    const after = options.afterKey;
     const active: ActorRecord[] = [];
-    for (const tenant of this.#tenants.values())
-      for (const actor of tenant.actors.values()) if (actor.status === "active") active.push(actor);
+    for (const tenant of this.#tenants.values()) {
+      for (const actor of tenant.actors.values()) {
+        if (actor.status !== "active") continue;
+        if (after !== undefined && (compareText(actor.tenantId, after.tenantId) || compareText(actor.actorId, after.actorId)) <= 0)
+          continue;
+        active.push(actor);
+      }
+    }
     active.sort((a, b) => compareText(a.tenantId, b.tenantId) || compareText(a.actorId, b.actorId));
     return active.slice(0, limit).map((actor) => {
       actor.epoch += 1;
@@ -242,6 +270,12 @@ export class MemoryStore implements Store {
   async getBlob(tenantId: string, blobId: string): Promise<string | undefined> {
     this.#open();
     return this.#tenants.get(tenantId)?.blobs.get(blobId);
+  }
+
+  async getChain(tenantId: string, chainRef: string): Promise<string[] | undefined> {
+    this.#open();
+    const tokens = this.#tenants.get(tenantId)?.chains.get(chainRef);
+    return tokens === undefined ? undefined : clone(tokens);
   }
 
   #commitOne(commit: StepCommit): CommitOutcome {
@@ -267,9 +301,9 @@ export class MemoryStore implements Store {
     }
     let journal = tenant.journal.get(actorId);
     if (journal === undefined) tenant.journal.set(actorId, (journal = []));
-    journal.push(clone(entry));
+    journal.push(stored(entry));
     const effects = inner(tenant.effects, actorId);
-    for (const effect of commit.effects) effects.set(effect.effectId, clone(effect));
+    for (const effect of commit.effects) effects.set(effect.effectId, stored(effect));
     for (const child of commit.children) tenant.actors.set(child.actorId, newActorRecord(child));
     for (const blob of commit.blobs) if (!tenant.blobs.has(blob.blobId)) tenant.blobs.set(blob.blobId, blob.data);
     for (const message of commit.messages) {
@@ -278,7 +312,7 @@ export class MemoryStore implements Store {
     this.#applyOutcome(effects, commit);
     const timers = inner(tenant.timers, actorId);
     for (const timerId of commit.timersCleared) timers.delete(timerId);
-    for (const timer of commit.timersSet) timers.set(timer.timerId, clone(timer));
+    for (const timer of commit.timersSet) timers.set(timer.timerId, stored(timer));
     if (commit.finalize) {
       timers.clear();
       for (const effect of effects.values()) {
@@ -287,6 +321,7 @@ export class MemoryStore implements Store {
         effect.updatedAt = commit.actor.updatedAt;
       }
     }
+    storeChains(tenant, commit.chains);
     return { ok: true };
   }
 
@@ -308,7 +343,7 @@ export class MemoryStore implements Store {
       const message = tenant.mailbox.get(actorId)?.get(messageId);
       if (message === undefined || message.appliedSeq !== undefined) {
         return new SnapshotConflictError(actorId, expectedRevision, actor.revision, {
-          details: { reason: "message-not-pending", messageId },
+          details: { reason: message === undefined ? "message-not-found" : "message-already-applied", messageId },
         });
       }
     }
@@ -343,10 +378,12 @@ export class MemoryStore implements Store {
     effect.attempts = outcome.attempts;
     effect.completedSeq = commit.entry.seq;
     effect.updatedAt = commit.actor.updatedAt;
+    // The outcome's audit record replaces the one planned with the effect; without one, that stays.
+    if (outcome.audit !== undefined) effect.audit = clone(outcome.audit);
   }
 
   #insertMessage(tenant: TenantData, message: NewMessage): void {
-    inner(tenant.mailbox, message.actorId).set(message.messageId, { ...clone(message), appliedSeq: undefined });
+    inner(tenant.mailbox, message.actorId).set(message.messageId, { ...stored(message), appliedSeq: undefined });
     tenant.pending.set(message.actorId, (tenant.pending.get(message.actorId) ?? 0) + 1);
   }
 
@@ -362,6 +399,7 @@ export class MemoryStore implements Store {
         pending: new Map(),
         timers: new Map(),
         blobs: new Map(),
+        chains: new Map(),
       };
       this.#tenants.set(tenantId, tenant);
     }
@@ -371,6 +409,17 @@ export class MemoryStore implements Store {
   #open(): void {
     if (this.#closed) throw new StoreError("ERR_STORE_UNAVAILABLE", "the memory store is closed");
   }
+}
+
+/** Stores chains not stored yet; the first one under a ref wins. */
+function storeChains(tenant: TenantData, chains: readonly StoredChain[] | undefined): void {
+  for (const chain of chains ?? []) if (!tenant.chains.has(chain.chainRef)) tenant.chains.set(chain.chainRef, [...chain.tokens]);
+}
+
+/** Refuses malformed chains (a programmer bug) before anything is written. */
+function assertChains(chains: readonly StoredChain[] | undefined): void {
+  const problem = validateChains(chains);
+  if (problem !== undefined) throw new InvariantError(problem);
 }
 
 /** Code-point order, the order of PostgreSQL's "C" collation, so that adapters sort alike. */

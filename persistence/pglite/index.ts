@@ -90,6 +90,8 @@ export async function createPgliteStore(options: PgliteStoreOptions): Promise<Sq
     max: 1,
     idleTimeoutMillis: 0,
     connectionTimeoutMillis: connectionTimeoutMs,
+    // The adapter runs protocol messages in order, so statements may be queued back to back.
+    pipeline: true,
     allowExitOnIdle: true,
   });
   pool.on("error", () => {});

@@ -137,8 +137,35 @@ const initial: Migration = {
 };
 
 /**
+ * Delegation chains (IDENTITY.md): the chain each actor, message, effect, timer and step runs
+ * under, by reference, the verified invocation's audit record of an effect, and the chains
+ * themselves, stored once per tenant and leaf hash. The new columns are nullable without a
+ * default, so adding them rewrites no rows on PostgreSQL and needs no backfill on CockroachDB;
+ * rows written before it read back without a chain.
+ */
+const delegationChains: Migration = {
+  name: "0002_delegation_chains",
+  sql: (s) => [
+    `ALTER TABLE ${s}.actors ADD COLUMN IF NOT EXISTS chain_ref text`,
+    `ALTER TABLE ${s}.journal ADD COLUMN IF NOT EXISTS chain_ref text`,
+    `ALTER TABLE ${s}.effects ADD COLUMN IF NOT EXISTS chain_ref text`,
+    `ALTER TABLE ${s}.effects ADD COLUMN IF NOT EXISTS audit jsonb`,
+    `ALTER TABLE ${s}.mailbox ADD COLUMN IF NOT EXISTS chain_ref text`,
+    `ALTER TABLE ${s}.timers ADD COLUMN IF NOT EXISTS chain_ref text`,
+    // Keyed by tenant first (promise 7): the same leaf hash in two tenants is two rows.
+    `CREATE TABLE IF NOT EXISTS ${s}.chains (
+      tenant_id text NOT NULL,
+      chain_ref text NOT NULL,
+      tokens jsonb NOT NULL,
+      created_at bigint NOT NULL,
+      PRIMARY KEY (tenant_id, chain_ref)
+    )`,
+  ],
+};
+
+/**
  * Every migration, oldest first. `migrate()` applies the ones not yet recorded, in this order.
  *
  * @internal
  */
-export const migrations: readonly Migration[] = Object.freeze([initial]);
+export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains]);

@@ -82,10 +82,19 @@ function optionalNum(row: Row, column: string): number | undefined {
   return value === null || value === undefined ? undefined : num(row, column);
 }
 
+/**
+ * The optional `chainRef` of a record (`chain_ref`): absent, not `undefined`, when the column is
+ * SQL `NULL`, so that a record written without one reads back equal to what was written.
+ */
+function chainRefOf(row: Row): { chainRef?: string } {
+  const chainRef = optionalText(row, "chain_ref");
+  return chainRef === undefined ? {} : { chainRef };
+}
+
 /** Columns of `actors`, in the order {@link actorFromRow} reads them. */
 export const actorColumns =
   "tenant_id, actor_id, agent_type, agent_version, parent_id, root_id, name, depth, input, epoch, owner_node, status, " +
-  "revision, snapshot, snapshot_seq, last_hash, output, error, child_count, created_at, updated_at";
+  "revision, snapshot, snapshot_seq, last_hash, output, error, child_count, created_at, updated_at, chain_ref";
 
 /** The SELECT list of `actors`, optionally qualified with a table alias. */
 export const actorSelect = selectFor(actorColumns, ["input", "snapshot", "output", "error"]);
@@ -114,12 +123,14 @@ export function actorFromRow(row: Row): ActorRecord {
     error: optionalJson<SerializedError>(row, "error"),
     childCount: num(row, "child_count"),
     updatedAt: num(row, "updated_at"),
+    ...chainRefOf(row),
   };
 }
 
 /** Columns of `journal`. */
 export const journalColumns =
-  "tenant_id, actor_id, seq, kind, event, event_ref, message_id, planned, state_value, status, state_hash, hash, prev_hash, epoch, node_id, created_at";
+  "tenant_id, actor_id, seq, kind, event, event_ref, message_id, planned, state_value, status, state_hash, hash, prev_hash, epoch, node_id, " +
+  "created_at, chain_ref";
 
 /** The SELECT list of `journal`. */
 export const journalSelect = selectFor(journalColumns, ["event", "planned", "state_value"]);
@@ -143,21 +154,23 @@ export function journalFromRow(row: Row): JournalEntry {
     epoch: num(row, "epoch"),
     nodeId: text(row, "node_id"),
     createdAt: num(row, "created_at"),
+    ...chainRefOf(row),
   };
 }
 
 /** Columns of `effects`. */
 export const effectColumns =
   "tenant_id, actor_id, effect_id, kind, name, args, idempotency_key, idempotent, state, attempts, next_attempt_at, " +
-  "result, result_ref, error, usage, created_seq, completed_seq, created_at, updated_at";
+  "result, result_ref, error, usage, created_seq, completed_seq, created_at, updated_at, chain_ref, audit";
 
 /** The SELECT list of `effects`. */
-export const effectSelect = selectFor(effectColumns, ["args", "result", "error", "usage"]);
+export const effectSelect = selectFor(effectColumns, ["args", "result", "error", "usage", "audit"]);
 
 /** Maps an `effects` row. */
 export function effectFromRow(row: Row): EffectRecord {
   const idempotent = row.idempotent;
   assert(typeof idempotent === "boolean", "column idempotent holds a boolean");
+  const audit = optionalJson(row, "audit");
   return {
     tenantId: text(row, "tenant_id"),
     actorId: text(row, "actor_id"),
@@ -178,11 +191,13 @@ export function effectFromRow(row: Row): EffectRecord {
     completedSeq: optionalNum(row, "completed_seq"),
     createdAt: num(row, "created_at"),
     updatedAt: num(row, "updated_at"),
+    ...chainRefOf(row),
+    ...(audit === undefined ? {} : { audit }),
   };
 }
 
 /** Columns of `mailbox`. */
-export const messageColumns = "tenant_id, actor_id, message_id, event, sender, created_at, applied_seq";
+export const messageColumns = "tenant_id, actor_id, message_id, event, sender, created_at, applied_seq, chain_ref";
 
 /** The SELECT list of `mailbox`. */
 export const messageSelect = selectFor(messageColumns, ["event"]);
@@ -197,11 +212,12 @@ export function messageFromRow(row: Row): MessageRecord {
     sender: text(row, "sender"),
     createdAt: num(row, "created_at"),
     appliedSeq: optionalNum(row, "applied_seq"),
+    ...chainRefOf(row),
   };
 }
 
 /** Columns of `timers`. */
-export const timerColumns = "tenant_id, actor_id, timer_id, name, due_at, created_seq";
+export const timerColumns = "tenant_id, actor_id, timer_id, name, due_at, created_seq, chain_ref";
 
 /** Maps a `timers` row. */
 export function timerFromRow(row: Row): TimerRecord {
@@ -212,5 +228,18 @@ export function timerFromRow(row: Row): TimerRecord {
     name: text(row, "name"),
     dueAt: num(row, "due_at"),
     createdSeq: num(row, "created_seq"),
+    ...chainRefOf(row),
   };
+}
+
+/**
+ * Reads the `tokens` of a `chains` row (read as text): the compact JWS links, root first.
+ *
+ * @internal
+ */
+export function chainTokensFromRow(row: Row): string[] {
+  const tokens = requiredJson<unknown>(row, "tokens");
+  assert(Array.isArray(tokens), "column tokens holds a JSON array");
+  for (const token of tokens) assert(typeof token === "string", "column tokens holds strings");
+  return tokens as string[];
 }

@@ -1,4 +1,4 @@
-import { assert } from "../../core/assert.js";
+import { assert, InvariantError } from "../../core/assert.js";
 import { AgentError, LimitError } from "../../core/errors.js";
 import type {
   ActorQuery,
@@ -14,14 +14,17 @@ import type {
   NewMessage,
   StepCommit,
   Store,
+  StoredChain,
   TimerRecord,
 } from "../../core/ports/store.js";
-import { commitStepsSql } from "./commit-steps.js";
-import { insertActorsSql, mailboxInsertCtes } from "./commit-writes.js";
+import { validateChains } from "../internal/validate-commit.js";
+import { commitStepsSql, type DialectCache } from "./commit-steps.js";
+import { chainRows, chainsInsertCte, insertActorsSql, mailboxInsertCtes } from "./commit-writes.js";
 import { runMigrations } from "./migrate.js";
 import {
   actorFromRow,
   actorSelect,
+  chainTokensFromRow,
   effectFromRow,
   effectSelect,
   int8,
@@ -71,6 +74,7 @@ export class SqlStore implements Store, AsyncDisposable {
   readonly #pool: SqlPool;
   readonly #ownsPool: boolean;
   readonly #onClose: (() => Promise<void>) | undefined;
+  readonly #dialect: DialectCache = { dialect: undefined };
   #closing: Promise<void> | undefined;
 
   /**
@@ -86,7 +90,7 @@ export class SqlStore implements Store, AsyncDisposable {
     this.#executor = new SqlExecutor(options.pool, { ...defaultSqlRetry, ...options.retry });
   }
 
-  /** Round trips so far: transactions, statements (each one round trip) and retries. Live counters. */
+  /** Work so far: transactions, statements, round trips (statements pipelined together count once) and retries. Live counters. */
   get stats(): SqlStoreStats {
     return this.#executor.stats;
   }
@@ -108,9 +112,17 @@ export class SqlStore implements Store, AsyncDisposable {
     await this.close();
   }
 
-  createActor(actor: NewActor, options: { runKey?: string; inputHash?: string } = {}): Promise<{ actor: ActorRecord; created: boolean }> {
+  /**
+   * Creates an actor, and stores the delegation chains given in `options.chains` in the same
+   * transaction when (and only when) the actor is created.
+   */
+  async createActor(
+    actor: NewActor,
+    options: { runKey?: string; inputHash?: string; chains?: StoredChain[] } = {},
+  ): Promise<{ actor: ActorRecord; created: boolean }> {
     const t = this.#tables;
     const { runKey, inputHash } = options;
+    assertChains(options.chains);
     return this.#executor.transaction("createActor", async (session) => {
       if (runKey !== undefined) {
         const run = await session.query(
@@ -125,11 +137,12 @@ export class SqlStore implements Store, AsyncDisposable {
         ${p.add(actor.agentType, "text")} AS agent_type, ${p.add(actor.agentVersion, "int8")} AS agent_version,
         ${p.add(actor.parentId ?? null, "text")} AS parent_id, ${p.add(actor.rootId, "text")} AS root_id, ${p.add(actor.name ?? null, "text")} AS name,
         ${p.add(actor.depth, "int8")} AS depth, ${p.add(jsonParam(actor.input), "text")} AS input, ${p.add(actor.epoch, "int8")} AS epoch,
-        ${p.add(actor.ownerNode ?? null, "text")} AS owner_node, ${p.add(actor.createdAt, "int8")} AS created_at) AS u`;
-      const inserted = await session.query(
-        `${insertActorsSql(t, source)} ON CONFLICT (tenant_id, actor_id) DO NOTHING RETURNING ${actorSelect()}`,
-        p.values,
-      );
+        ${p.add(actor.ownerNode ?? null, "text")} AS owner_node, ${p.add(actor.createdAt, "int8")} AS created_at,
+        ${p.add(actor.chainRef ?? null, "text")} AS chain_ref) AS u`;
+      const ctes = [`ins AS (${insertActorsSql(t, source)} ON CONFLICT (tenant_id, actor_id) DO NOTHING RETURNING ${actorSelect()})`];
+      const chains = chainRows(actor.tenantId, actor.createdAt, options.chains);
+      if (chains.length > 0) ctes.push(chainsInsertCte(p, t, chains, "EXISTS (SELECT 1 FROM ins)"));
+      const inserted = await session.query(`WITH ${ctes.join(",\n")} SELECT * FROM ins`, p.values);
       const row = inserted.rows[0];
       if (row === undefined) {
         throw new AgentError("ERR_ACTOR_EXISTS", `actor ${actor.actorId} already exists`, {
@@ -177,7 +190,7 @@ export class SqlStore implements Store, AsyncDisposable {
     );
   }
 
-  listActors(tenantId: string, query: ActorQuery): Promise<ActorRecord[]> {
+  async listActors(tenantId: string, query: ActorQuery): Promise<ActorRecord[]> {
     assertLimit(query.limit, "listActors");
     const p = new SqlParams();
     const where = [`tenant_id = ${p.add(tenantId, "text")}`];
@@ -189,10 +202,10 @@ export class SqlStore implements Store, AsyncDisposable {
   }
 
   commitSteps(commits: readonly StepCommit[]): Promise<CommitOutcome[]> {
-    return commitStepsSql(this.#executor, this.#tables, commits);
+    return commitStepsSql(this.#executor, this.#tables, commits, this.#dialect);
   }
 
-  readJournal(tenantId: string, actorId: string, query: { afterSeq?: number; limit: number }): Promise<JournalEntry[]> {
+  async readJournal(tenantId: string, actorId: string, query: { afterSeq?: number; limit: number }): Promise<JournalEntry[]> {
     assertLimit(query.limit, "readJournal");
     return this.#many(
       "readJournal",
@@ -244,9 +257,14 @@ export class SqlStore implements Store, AsyncDisposable {
     return this.#executor.transaction("updateEffect", async (session) => (await session.query(text, p.values)).rowCount === 1);
   }
 
-  enqueueMessage(message: NewMessage, options: { mailboxDepthMax: number }): Promise<{ created: boolean }> {
+  /**
+   * Enqueues a message, and stores the delegation chains given in `options.chains` in the same
+   * transaction when (and only when) the message is added.
+   */
+  async enqueueMessage(message: NewMessage, options: { mailboxDepthMax: number; chains?: StoredChain[] }): Promise<{ created: boolean }> {
     const max = options.mailboxDepthMax;
     assert(Number.isSafeInteger(max) && max > 0, "mailboxDepthMax is a positive integer");
+    assertChains(options.chains);
     const t = this.#tables;
     const { tenantId, actorId, messageId } = message;
     return this.#executor.transaction("enqueueMessage", async (session) => {
@@ -276,14 +294,16 @@ export class SqlStore implements Store, AsyncDisposable {
         });
       }
       const p = new SqlParams();
-      const ctes = mailboxInsertCtes(p, t, [message]);
+      const ctes = mailboxInsertCtes(p, t, [{ idx: 0, row: message }]);
+      const chains = chainRows(tenantId, message.createdAt, options.chains);
+      if (chains.length > 0) ctes.push(chainsInsertCte(p, t, chains, "EXISTS (SELECT 1 FROM mm)"));
       const inserted = await session.query(`WITH ${ctes.join(",\n")} SELECT count(*) AS n FROM mm`, p.values);
       assert(int8(inserted.rows[0]?.n, "n") === 1, "the checked message was inserted");
       return { created: true };
     });
   }
 
-  pendingMessages(tenantId: string, actorId: string, limit: number): Promise<MessageRecord[]> {
+  async pendingMessages(tenantId: string, actorId: string, limit: number): Promise<MessageRecord[]> {
     assertLimit(limit, "pendingMessages");
     return this.#many(
       "pendingMessages",
@@ -312,25 +332,47 @@ export class SqlStore implements Store, AsyncDisposable {
     );
   }
 
-  async claimActiveActors(nodeId: string, limit: number): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>> {
+  /**
+   * Claims active actors for `nodeId`, a page at a time: each call is one transaction that takes
+   * at most `limit` active actors, in key order (tenant, then actor id, in the database's
+   * collation), after `options.afterKey` when given, and increments their lease epoch. Page by
+   * passing the last actor of the previous page as `afterKey` until a page comes back shorter
+   * than `limit`. Every claim bumps the epoch, even of an actor that `nodeId` already owns, so a
+   * node restarted under the same id still fences off its previous incarnation.
+   *
+   * @param nodeId - the new owner
+   * @param limit - the largest page; bounds the transaction
+   * @param options - `afterKey`, the cursor
+   * @returns the claimed actors with their new epochs, in key order
+   */
+  async claimActiveActors(
+    nodeId: string,
+    limit: number,
+    options: { afterKey?: { tenantId: string; actorId: string } } = {},
+  ): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>> {
     assertLimit(limit, "claimActiveActors");
+    if (limit === 0) return [];
     const t = this.#tables;
-    const rows = await this.#executor.transaction("claimActiveActors", async (session) => {
-      const result = await session.query(
-        `UPDATE ${t.actors} a SET epoch = a.epoch + 1, owner_node = $1::text
-         FROM (SELECT tenant_id, actor_id FROM ${t.actors} WHERE status = 'active' ORDER BY tenant_id, actor_id LIMIT $2::int8) c
-         WHERE a.tenant_id = c.tenant_id AND a.actor_id = c.actor_id
-         RETURNING a.tenant_id, a.actor_id, a.epoch`,
-        [nodeId, limit],
-      );
-      return result.rows;
-    });
-    const claimed = rows.map((row) => ({
+    const p = new SqlParams();
+    const owner = p.add(nodeId, "text");
+    const after = options.afterKey;
+    const page =
+      after === undefined ? "" : `AND (tenant_id, actor_id) > (${p.add(after.tenantId, "text")}, ${p.add(after.actorId, "text")})`;
+    // The page is read through the partial index of active actors, in its order; the cursor
+    // compares in the same collation as ORDER BY, so pages neither overlap nor skip.
+    const text = `WITH c AS (SELECT tenant_id, actor_id FROM ${t.actors} WHERE status = 'active' ${page}
+        ORDER BY tenant_id, actor_id LIMIT ${p.add(limit, "int8")}),
+      claimed AS (UPDATE ${t.actors} a SET epoch = a.epoch + 1, owner_node = ${owner}
+        FROM c WHERE a.tenant_id = c.tenant_id AND a.actor_id = c.actor_id AND a.status = 'active'
+        RETURNING a.tenant_id, a.actor_id, a.epoch)
+      SELECT tenant_id, actor_id, epoch FROM claimed ORDER BY tenant_id, actor_id`;
+    const rows = await this.#executor.transaction("claimActiveActors", async (session) => (await session.query(text, p.values)).rows);
+    assert(rows.length <= limit, "a claim takes at most limit actors");
+    return rows.map((row) => ({
       tenantId: row.tenant_id as string,
       actorId: row.actor_id as string,
       epoch: int8(row.epoch, "epoch"),
     }));
-    return claimed.sort((a, b) => compareText(a.tenantId, b.tenantId) || compareText(a.actorId, b.actorId));
   }
 
   async getBlob(tenantId: string, blobId: string): Promise<string | undefined> {
@@ -339,6 +381,20 @@ export class SqlStore implements Store, AsyncDisposable {
       `SELECT data FROM ${this.#tables.blobs} WHERE tenant_id = $1::text AND blob_id = $2::text`,
       [tenantId, blobId],
       (row) => row.data as string,
+    );
+  }
+
+  /**
+   * Reads a delegation chain stored with an actor, message or step of the tenant.
+   *
+   * @returns the compact JWS links, root first, or `undefined` when the tenant has no such chain
+   */
+  getChain(tenantId: string, chainRef: string): Promise<string[] | undefined> {
+    return this.#one(
+      "getChain",
+      `SELECT tokens::text AS tokens FROM ${this.#tables.chains} WHERE tenant_id = $1::text AND chain_ref = $2::text`,
+      [tenantId, chainRef],
+      chainTokensFromRow,
     );
   }
 
@@ -357,6 +413,8 @@ function assertLimit(limit: number, operation: string): void {
   assert(Number.isSafeInteger(limit) && limit >= 0, `${operation} limit is an integer >= 0`);
 }
 
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+/** Refuses malformed chains (a programmer bug) before anything is written. */
+function assertChains(chains: readonly StoredChain[] | undefined): void {
+  const problem = validateChains(chains);
+  if (problem !== undefined) throw new InvariantError(problem);
 }

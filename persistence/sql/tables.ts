@@ -15,6 +15,7 @@ export interface Tables {
   readonly mailbox: string;
   readonly timers: string;
   readonly blobs: string;
+  readonly chains: string;
 }
 
 /**
@@ -43,5 +44,6 @@ export function tablesFor(schema: string): Tables {
     mailbox: `${s}.mailbox`,
     timers: `${s}.timers`,
     blobs: `${s}.blobs`,
+    chains: `${s}.chains`,
   };
 }

@@ -5,6 +5,9 @@ import type { AgentError } from "../../core/errors.js";
 import { StoreError } from "../../core/errors.js";
 import { translateError } from "./errors.js";
 
+/** How every transaction starts (DESIGN.md §11). */
+const beginSerializable = "BEGIN ISOLATION LEVEL SERIALIZABLE";
+
 /** Statement texts whose prepared-statement names are remembered. */
 const statementNamesMax = 4096;
 
@@ -27,19 +30,48 @@ export interface SqlRetryOptions {
 /** The defaults of {@link SqlRetryOptions}. */
 export const defaultSqlRetry: Readonly<SqlRetryOptions> = Object.freeze({ attemptsMax: 8, baseDelayMs: 4, delayMsMax: 250 });
 
-/** Counters for benchmarks: every statement is one round trip to the database. */
+/** Counters for benchmarks. */
 export interface SqlStoreStats {
   /** Transactions started (each attempt counts). */
   transactions: number;
   /** Statements sent, `BEGIN`, `COMMIT` and `ROLLBACK` included. */
   statements: number;
+  /**
+   * Times the store waited for the database to answer. Statements sent back to back on a
+   * pipelining connection (`pipeline: true`) count once; on any other connection every statement
+   * is a round trip of its own.
+   */
+  roundTrips: number;
   /** Transactions run again after a serialization failure. */
   retries: number;
 }
 
+/** One statement and its parameters. */
+export interface SqlStatement {
+  text: string;
+  values?: readonly unknown[];
+}
+
+/** The result of one statement. */
+export interface SqlResult {
+  rows: Row[];
+  rowCount: number;
+}
+
 /** Runs statements on one connection, counting them. */
 export interface SqlSession {
-  query(text: string, values?: readonly unknown[]): Promise<{ rows: Row[]; rowCount: number }>;
+  /** Runs one statement. */
+  query(text: string, values?: readonly unknown[]): Promise<SqlResult>;
+  /**
+   * Runs statements in order, sent back to back in one round trip when the connection pipelines.
+   * Each statement runs even when an earlier one failed (each has its own Sync), so only pass
+   * statements that are harmless after a failure: inside a transaction, a failure aborts it and
+   * every later statement fails too.
+   *
+   * @returns one result per statement
+   * @throws the error of the first statement that failed, once every statement sent was answered
+   */
+  queryAll(statements: readonly SqlStatement[]): Promise<SqlResult[]>;
 }
 
 /**
@@ -51,7 +83,7 @@ export interface SqlSession {
  */
 export class SqlExecutor {
   /** Counters of round trips. */
-  readonly stats: SqlStoreStats = { transactions: 0, statements: 0, retries: 0 };
+  readonly stats: SqlStoreStats = { transactions: 0, statements: 0, roundTrips: 0, retries: 0 };
   readonly #pool: SqlPool;
   readonly #retry: SqlRetryOptions;
   readonly #names = new Map<string, string>();
@@ -118,42 +150,103 @@ export class SqlExecutor {
     } catch (error) {
       throw translateError(error, operation);
     }
+    // BEGIN is sent with the first statement of the work, in the same round trip when the
+    // connection pipelines; a transaction that sends no statement sends neither BEGIN nor COMMIT.
+    let beginPending = transactional;
     const session: SqlSession = {
       query: async (text, values) => {
-        this.stats.statements += 1;
-        // Parameterized statements are prepared once per connection under a name derived from
-        // their text: parsing and planning the group-commit statements is most of their cost.
-        const name = values === undefined ? undefined : this.#statementName(text);
-        const result = await client.query({ text, values: values as unknown[] | undefined, name });
-        return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+        const [result] = await session.queryAll([{ text, values }]);
+        assert(result !== undefined, "one statement has one result");
+        return result;
+      },
+      queryAll: async (statements) => {
+        assert(statements.length > 0, "queryAll needs a statement");
+        const withBegin = beginPending;
+        beginPending = false;
+        if (withBegin) this.stats.transactions += 1;
+        const results = await this.#send(client, withBegin ? [{ text: beginSerializable }, ...statements] : statements);
+        return withBegin ? results.slice(1) : results;
       },
     };
     let broken: Error | undefined;
     try {
-      if (transactional) {
-        this.stats.transactions += 1;
-        await session.query("BEGIN ISOLATION LEVEL SERIALIZABLE");
-      }
       const result = await work(session);
-      if (transactional) await session.query("COMMIT");
+      if (transactional && !beginPending) await this.#commit(client);
       return result;
     } catch (error) {
       const translated = translateError(error, operation);
       if (translated.code === "ERR_STORE_UNAVAILABLE") broken = translated;
-      else if (transactional) broken = await rollback(session);
+      else if (transactional && !beginPending) broken = await this.#rollback(client);
       throw translated;
     } finally {
       // A connection that failed is destroyed rather than handed to the next caller.
       client.release(broken);
     }
   }
-}
 
-async function rollback(session: SqlSession): Promise<Error | undefined> {
-  try {
-    await session.query("ROLLBACK");
-    return undefined;
-  } catch (error) {
-    return error instanceof Error ? error : new Error(String(error));
+  /**
+   * Sends statements in order and waits for every answer. On a pipelining connection they all go
+   * out before the first answer comes back: one round trip. Each carries its own Sync, so a
+   * statement behind a BEGIN that failed would run on its own; BEGIN fails only when the
+   * connection does, and then so does everything behind it. Parameterized statements are
+   * prepared once per connection under a name derived from their text: parsing and planning the
+   * group-commit statements is most of their cost.
+   */
+  async #send(client: pg.PoolClient, statements: readonly SqlStatement[]): Promise<SqlResult[]> {
+    const submit = ({ text, values }: SqlStatement): Promise<pg.QueryResult> => {
+      this.stats.statements += 1;
+      const name = values === undefined ? undefined : this.#statementName(text);
+      return client.query({ text, values: values as unknown[] | undefined, name });
+    };
+    let settled: Array<PromiseSettledResult<pg.QueryResult>>;
+    if ((client as { pipeline?: boolean }).pipeline === true) {
+      this.stats.roundTrips += 1;
+      settled = await Promise.allSettled(statements.map(submit));
+    } else {
+      // One at a time, stopping at the first failure: after a failed BEGIN nothing may run outside
+      // the transaction, and after any other failure the transaction is aborted anyway.
+      settled = [];
+      for (const statement of statements) {
+        this.stats.roundTrips += 1;
+        const [one] = await Promise.allSettled([submit(statement)]);
+        settled.push(one!);
+        if (one!.status === "rejected") break;
+      }
+    }
+    const failed = settled.find((outcome) => outcome.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
+    return settled.map((outcome) => {
+      assert(outcome.status === "fulfilled", "every statement succeeded");
+      return { rows: outcome.value.rows as Row[], rowCount: outcome.value.rowCount ?? 0 };
+    });
+  }
+
+  /**
+   * Commits. PostgreSQL answers a COMMIT of a transaction that already failed with a successful
+   * `ROLLBACK`; that must not pass for a commit.
+   */
+  async #commit(client: pg.PoolClient): Promise<void> {
+    const { command } = await this.#sendRaw(client, "COMMIT");
+    if (command !== "COMMIT") {
+      throw new StoreError("ERR_STORE", `COMMIT was answered with ${String(command)}: the transaction did not commit`, {
+        details: { command: command ?? null },
+      });
+    }
+  }
+
+  async #rollback(client: pg.PoolClient): Promise<Error | undefined> {
+    try {
+      await this.#sendRaw(client, "ROLLBACK");
+      return undefined;
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error));
+    }
+  }
+
+  /** Sends a statement without parameters as a simple query, alone. */
+  #sendRaw(client: pg.PoolClient, text: string): Promise<pg.QueryResult> {
+    this.stats.statements += 1;
+    this.stats.roundTrips += 1;
+    return client.query(text);
   }
 }

@@ -3,7 +3,19 @@ import { InvariantError } from "../../core/assert.js";
 import { SnapshotConflictError, StoreError } from "../../core/errors.js";
 import type { NewActor, StepCommit } from "../../core/ports/store.js";
 import type { StoreContext } from "./store.suite.js";
-import { commit, commitOk, createStarted, effect, entry, message, newActor, outcomeError, timer } from "./store-fixtures.js";
+import {
+  chain,
+  commit,
+  commitOk,
+  createStarted,
+  effect,
+  entry,
+  getChainOf,
+  message,
+  newActor,
+  outcomeError,
+  timer,
+} from "./store-fixtures.js";
 
 /** Everything a step may write besides the actor row, for "nothing was written" checks. */
 function fullCommit(
@@ -20,6 +32,7 @@ function fullCommit(
     messages: [message(tenantId, `inbox_${tag}`, `m_${tag}`, { sender: actorId })],
     children: [newActor(tenantId, { actorId: `child_${tag}`, parentId: actorId, rootId: actorId, depth: 1 })],
     blobs: [{ blobId: `b_${tag}`, data: `data-${tag}` }],
+    chains: [chain(`ch_${tag}`)],
     actor: { status: "active", output: undefined, error: undefined, snapshot: { tag }, childCount: 1, updatedAt: 7_000 + seq },
     ...overrides,
   });
@@ -36,6 +49,7 @@ async function expectNothingOf(ctx: StoreContext, tenantId: string, actorId: str
   expect(await store.getMessage(tenantId, `inbox_${tag}`, `m_${tag}`)).toBeUndefined();
   expect(await store.getActor(tenantId, `child_${tag}`)).toBeUndefined();
   expect(await store.getBlob(tenantId, `b_${tag}`)).toBeUndefined();
+  expect(await getChainOf(store)(tenantId, `ch_${tag}`)).toBeUndefined();
 }
 
 /** @param ctx - the suite's store */
@@ -130,6 +144,7 @@ export function describeCommitSteps(ctx: StoreContext): void {
         expect(await store.getMessage(tenantId, `inbox_${tag}`, `m_${tag}`)).toBeDefined();
         expect((await store.getActor(tenantId, `child_${tag}`))?.parentId).toBe(actorId);
         expect(await store.getBlob(tenantId, `b_${tag}`)).toBe(`data-${tag}`);
+        expect(await getChainOf(store)(tenantId, `ch_${tag}`)).toEqual(chain(`ch_${tag}`).tokens);
       }
     });
 
@@ -206,6 +221,27 @@ export function describeCommitSteps(ctx: StoreContext): void {
       expect(pending[0]?.event).toStrictEqual({ type: "user.message", text: "m_first" });
       await commitOk(store, commit("acme", sender.actorId, 3, { messages: [message("acme", "act_nobody", "m_lost")] }));
       expect(await store.getMessage("acme", "act_nobody", "m_lost")).toBeDefined();
+    });
+
+    it("keeps batch order across senders to one mailbox, and a refused sender's messages out of it", async () => {
+      const { store } = ctx;
+      const inbox = await createStarted(store, "acme");
+      const [a, b, c] = [await createStarted(store, "acme"), await createStarted(store, "acme"), await createStarted(store, "acme")];
+      await store.enqueueMessage(message("acme", inbox.actorId, "m_before"), { mailboxDepthMax: 10 });
+      const send = (from: string, ids: string[], event?: string) =>
+        ids.map((id) => message("acme", inbox.actorId, id, { sender: from, ...(event === undefined ? {} : { event }) }));
+      const outcomes = await store.commitSteps([
+        commit("acme", a.actorId, 1, { messages: send(a.actorId, ["m_a1", "m_a2"]) }),
+        commit("acme", b.actorId, 0, { messages: send(b.actorId, ["m_b1", "m_shared"], "from-b") }),
+        commit("acme", c.actorId, 1, { messages: send(c.actorId, ["m_shared", "m_c2"], "from-c") }),
+      ]);
+      expect(outcomes[0]).toEqual({ ok: true });
+      expect(outcomeError(outcomes[1])?.code).toBe("ERR_SNAPSHOT_CONFLICT");
+      expect(outcomes[2]).toEqual({ ok: true });
+      await store.enqueueMessage(message("acme", inbox.actorId, "m_after"), { mailboxDepthMax: 10 });
+      const pending = await store.pendingMessages("acme", inbox.actorId, 10);
+      expect(pending.map((m) => m.messageId)).toEqual(["m_before", "m_a1", "m_a2", "m_shared", "m_c2", "m_after"]);
+      expect(pending.find((m) => m.messageId === "m_shared")).toMatchObject({ sender: c.actorId, event: "from-c" });
     });
 
     it("refuses a malformed commit with an InvariantError and commits the rest", async () => {

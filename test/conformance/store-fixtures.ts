@@ -7,6 +7,7 @@ import type {
   NewMessage,
   StepCommit,
   Store,
+  StoredChain,
   TimerRecord,
 } from "../../core/ports/store.js";
 
@@ -107,8 +108,41 @@ export function message(tenantId: string, actorId: string, messageId: string, ov
 }
 
 /** A timer armed at step `seq`. */
-export function timer(tenantId: string, actorId: string, timerId: string, seq: number, dueAt: number): TimerRecord {
-  return { tenantId, actorId, timerId, name: `t-${timerId}`, dueAt, createdSeq: seq };
+export function timer(
+  tenantId: string,
+  actorId: string,
+  timerId: string,
+  seq: number,
+  dueAt: number,
+  overrides: Partial<TimerRecord> = {},
+): TimerRecord {
+  return { tenantId, actorId, timerId, name: `t-${timerId}`, dueAt, createdSeq: seq, ...overrides };
+}
+
+/** A delegation chain of `links` fake compact JWS links (the store does not verify them). */
+export function chain(chainRef: string, links = 2, tag = chainRef): StoredChain {
+  return { chainRef, tokens: Array.from({ length: links }, (_, i) => `eyJhbGciOiJFZERTQSJ9.${tag}-${i}.c2ln`) };
+}
+
+/** The store's `getChain`, which every adapter must have (it is optional in the port only until all do). */
+export function getChainOf(store: Store): (tenantId: string, chainRef: string) => Promise<string[] | undefined> {
+  const getChain = store.getChain;
+  if (getChain === undefined) throw new Error(`the ${store.kind} store has no getChain`);
+  return getChain.bind(store);
+}
+
+/** A key of an actor, the cursor of {@link claimPageOf}. */
+export interface ActorKey {
+  tenantId: string;
+  actorId: string;
+}
+
+/** `claimActiveActors` with its `afterKey` cursor (every adapter takes it; the port does not declare it yet). */
+export type ClaimPage = (nodeId: string, limit: number, options?: { afterKey?: ActorKey }) => Promise<Array<ActorKey & { epoch: number }>>;
+
+/** The store's `claimActiveActors`, typed with its cursor option. */
+export function claimPageOf(store: Store): ClaimPage {
+  return store.claimActiveActors.bind(store) as ClaimPage;
 }
 
 /** The commit of step `expectedRevision + 1` with nothing in it but the journal entry and actor fields. */

@@ -5,7 +5,7 @@ import { createPgStore, type SqlStore } from "../../persistence/pg/index.js";
 import { migrations } from "../../persistence/sql/migrations.js";
 import { createTestPgPool, dropSchemas, uniqueSchema } from "../helpers/sql.js";
 import { databaseUrl } from "../helpers/services.js";
-import { commit, createStarted, message, newActor, outcomeError } from "./store-fixtures.js";
+import { chain, commit, commitOk, createStarted, effect, message, newActor, outcomeError, timer } from "./store-fixtures.js";
 import { describeStoreConformance } from "./store.suite.js";
 
 const admin = createTestPgPool(6);
@@ -174,7 +174,7 @@ describe("pg store: setup and failures", () => {
     expect(rows.map((r) => (r as { name: string }).name)).toEqual(migrations.map((m) => m.name));
   });
 
-  it("group commit costs BEGIN + 2 statements + COMMIT, whatever the batch size", async () => {
+  it("group commit costs two round trips (BEGIN with the statement, then COMMIT), whatever the batch size", async () => {
     const store = ownStore();
     await store.migrate();
     const actors: NewActor[] = [];
@@ -185,18 +185,94 @@ describe("pg store: setup and failures", () => {
       actors.map((actor, i) =>
         commit("acme", actor.actorId, 1, {
           appliedMessageId: i === 0 ? "m1" : undefined,
-          entry: { ...commit("acme", actor.actorId, 1).entry, messageId: i === 0 ? "m1" : undefined },
-          children: [newActor("acme", { parentId: actor.actorId })],
-          messages: [message("acme", actors[(i + 1) % 50]!.actorId, `m_${i}`)],
+          entry: { ...commit("acme", actor.actorId, 1).entry, messageId: i === 0 ? "m1" : undefined, chainRef: "ch_1" },
+          children: [newActor("acme", { parentId: actor.actorId, chainRef: "ch_1" })],
+          messages: [message("acme", actors[(i + 1) % 50]!.actorId, `m_${i}`, { chainRef: "ch_1" })],
+          effects: [effect("acme", actor.actorId, `e_${i}`, 2, { chainRef: "ch_1", audit: { i } })],
+          timersSet: [timer("acme", actor.actorId, "t1", 2, 9_000, { chainRef: "ch_1" })],
           blobs: [{ blobId: `b_${i}`, data: "x" }],
+          chains: [chain("ch_1"), chain(`ch_own_${i}`)],
           timersCleared: ["t0"],
           finalize: i % 2 === 0,
         }),
       ),
     );
     expect(outcomes.every((o) => o.ok)).toBe(true);
-    expect(store.stats.statements - before.statements).toBe(4);
+    expect(store.stats.roundTrips - before.roundTrips).toBe(2);
+    expect(store.stats.statements - before.statements).toBe(3);
     expect(store.stats.transactions - before.transactions).toBe(1);
+    expect(await store.getChain("acme", "ch_own_49")).toEqual(chain("ch_own_49").tokens);
+  });
+
+  it("costs one more round trip per round when a batch holds steps that depend on each other", async () => {
+    const store = ownStore();
+    await store.migrate();
+    const actor = await createStarted(store, "acme");
+    const before = { ...store.stats };
+    const outcomes = await store.commitSteps([
+      commit("acme", actor.actorId, 1),
+      commit("acme", actor.actorId, 2),
+      commit("acme", actor.actorId, 3),
+    ]);
+    expect(outcomes).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+    expect(store.stats.roundTrips - before.roundTrips).toBe(4);
+    expect(store.stats.transactions - before.transactions).toBe(1);
+  });
+
+  it("takes three round trips on a pool that does not pipeline, with the same results", async () => {
+    const schema = uniqueSchema();
+    schemas.push(schema);
+    const pool = createTestPgPool(2, { pipeline: false });
+    const store = createPgStore({ pool, schema });
+    try {
+      await store.migrate();
+      const a = await createStarted(store, "acme");
+      const b = await createStarted(store, "acme");
+      const before = { ...store.stats };
+      const outcomes = await store.commitSteps([
+        commit("acme", a.actorId, 1, { chains: [chain("ch_a")] }),
+        commit("acme", b.actorId, 0, { chains: [chain("ch_b")] }),
+      ]);
+      expect(outcomes[0]).toEqual({ ok: true });
+      expect(outcomeError(outcomes[1])?.details?.reason).toBe("stale-revision");
+      expect(store.stats.roundTrips - before.roundTrips).toBe(3);
+      expect(store.stats.statements - before.statements).toBe(3);
+      expect(await store.getChain("acme", "ch_a")).toEqual(chain("ch_a").tokens);
+      expect(await store.getChain("acme", "ch_b")).toBeUndefined();
+    } finally {
+      await store.close();
+      await pool.end();
+    }
+  });
+
+  it("upgrades a schema created by 0001_initial: old rows read back without a chain, new ones keep theirs", async () => {
+    const schema = uniqueSchema();
+    schemas.push(schema);
+    const quoted = `"${schema}"`;
+    const initial = migrations.find((m) => m.name === "0001_initial");
+    expect(initial).toBeDefined();
+    await admin.query(`CREATE SCHEMA ${quoted}`);
+    await admin.query(`CREATE TABLE ${quoted}.tsr_migrations (name text PRIMARY KEY, applied_at bigint NOT NULL)`);
+    for (const statement of initial!.sql(quoted)) await admin.query(statement);
+    await admin.query(`INSERT INTO ${quoted}.tsr_migrations (name, applied_at) VALUES ('0001_initial', 1)`);
+    await admin.query(
+      `INSERT INTO ${quoted}.actors (tenant_id, actor_id, agent_type, agent_version, parent_id, root_id, name, depth, input, epoch, owner_node,
+         status, revision, snapshot, snapshot_seq, last_hash, output, error, child_count, created_at, updated_at)
+       VALUES ('acme', 'act_old', 'desk', 1, NULL, 'act_old', NULL, 0, '{"old":true}', 1, 'node-1', 'active', 0, NULL, 0, '', NULL, NULL, 0, 5, 5)`,
+    );
+    const store = ownStore(schema);
+    await store.migrate();
+    const { rows } = await admin.query(`SELECT name FROM ${quoted}.tsr_migrations ORDER BY name`);
+    expect(rows.map((r) => (r as { name: string }).name)).toEqual(migrations.map((m) => m.name));
+    const old = await store.getActor("acme", "act_old");
+    expect(old).toMatchObject({ input: { old: true }, revision: 0 });
+    expect(old).not.toHaveProperty("chainRef");
+    await commitOk(
+      store,
+      commit("acme", "act_old", 0, { entry: { ...commit("acme", "act_old", 0).entry, chainRef: "ch_new" }, chains: [chain("ch_new")] }),
+    );
+    expect((await store.readJournal("acme", "act_old", { limit: 5 }))[0]?.chainRef).toBe("ch_new");
+    expect(await store.getChain("acme", "ch_new")).toEqual(chain("ch_new").tokens);
   });
 
   it("reports an unreachable database as ERR_STORE_UNAVAILABLE, never a raw driver error", async () => {

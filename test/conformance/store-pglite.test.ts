@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../../core/errors.js";
+import type { NewActor } from "../../core/ports/store.js";
 import { createPgliteStore } from "../../persistence/pglite/index.js";
 import { SqlStore } from "../../persistence/sql/sql-store.js";
 import { openSharedPglite, uniqueSchema } from "../helpers/sql.js";
@@ -35,6 +36,36 @@ describeStoreConformance("pglite", async () => {
       }
     },
   };
+});
+
+describe("pglite store: round trips", () => {
+  it("group commit costs two round trips (BEGIN with the statement, then COMMIT), as on PostgreSQL", async () => {
+    if (shared === undefined) throw new Error("the shared PGlite database is not open");
+    const schema = uniqueSchema();
+    const store = new SqlStore({ pool: shared.pool, schema, ownsPool: false, kind: "pglite" });
+    try {
+      await store.migrate();
+      const actors: NewActor[] = [];
+      for (let i = 0; i < 20; i += 1) actors.push(await createStarted(store, "acme"));
+      const before = { ...store.stats };
+      const outcomes = await store.commitSteps(
+        actors.map((actor, i) =>
+          commit("acme", actor.actorId, 1, { messages: [message("acme", actors[(i + 1) % 20]!.actorId, `m_${i}`)] }),
+        ),
+      );
+      expect(outcomes.every((o) => o.ok)).toBe(true);
+      expect(store.stats.roundTrips - before.roundTrips).toBe(2);
+      expect(store.stats.statements - before.statements).toBe(3);
+    } finally {
+      await store.close();
+      const client = await shared.pool.connect();
+      try {
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        client.release();
+      }
+    }
+  });
 });
 
 describe("createPgliteStore", () => {

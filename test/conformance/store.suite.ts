@@ -1,8 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AgentError, LimitError, StoreError } from "../../core/errors.js";
 import type { Store } from "../../core/ports/store.js";
+import { describeChainsAndAudit } from "./store-chains.suite.js";
 import { describeCommitSteps } from "./store-commit.suite.js";
 import { describeEffectsAndTimers } from "./store-effects.suite.js";
+import { describeGuardsAndClaims } from "./store-guards.suite.js";
 import { commit, commitOk, createStarted, entry, message, newActor, outcomeError, type MakeStore } from "./store-fixtures.js";
 
 /** What every test of the suite shares: the store made for it. */
@@ -42,6 +44,8 @@ export function describeStoreConformance(name: string, makeStore: MakeStore): vo
     describeCommitSteps(ctx);
     describeEffectsAndTimers(ctx);
     describeClaimsAndTenants(ctx);
+    describeChainsAndAudit(ctx);
+    describeGuardsAndClaims(ctx);
   });
 }
 

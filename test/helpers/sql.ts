@@ -9,14 +9,18 @@ export function uniqueSchema(): string {
   return `t_${randomUUID().replaceAll("-", "").slice(0, 16)}`;
 }
 
-/** A small pool on the test PostgreSQL, with the 'error' listener every pool needs. */
-export function createTestPgPool(max = 4): pg.Pool {
+/**
+ * A small pool on the test PostgreSQL, with the 'error' listener every pool needs. It pipelines
+ * (as the store's own pools do) unless `pipeline` is false.
+ */
+export function createTestPgPool(max = 4, options: { pipeline?: boolean } = {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 1_000,
     allowExitOnIdle: true,
+    pipeline: options.pipeline ?? true,
   });
   pool.on("error", () => {});
   return pool;
@@ -33,7 +37,7 @@ export async function dropSchemas(pool: pg.Pool, schemas: readonly string[]): Pr
 /** One in-memory PGlite database shared by the tests of a file, as a `pg.Pool` of one connection. */
 export async function openSharedPglite(): Promise<{ pool: pg.Pool; close: () => Promise<void> }> {
   const database = await PGlite.create("memory://");
-  const pool = new pg.Pool({ ...createPgConfig(database), max: 1, idleTimeoutMillis: 0, connectionTimeoutMillis: 60_000 });
+  const pool = new pg.Pool({ ...createPgConfig(database), max: 1, idleTimeoutMillis: 0, connectionTimeoutMillis: 60_000, pipeline: true });
   pool.on("error", () => {});
   return {
     pool,

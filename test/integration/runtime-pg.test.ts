@@ -21,7 +21,9 @@ describe("the runtime on real PostgreSQL", () => {
     const store = createPgStore({ connectionString: databaseUrl, schema, poolSize: 4 });
     await store.migrate();
     const log: CallLog = { calls: [] };
-    const { desk, check } = makeDeskAgents(log, { failLookupTimes: 5 });
+    // Fewer failures than effectAttemptsMax (5): the first run's fast retries may take all of them,
+    // and must still succeed on its last attempt.
+    const { desk, check } = makeDeskAgents(log, { failLookupTimes: 4 });
     const node = createNode({ store, agents: [desk, check], logger: silent });
     await node.start();
     const runs = await Promise.all(
