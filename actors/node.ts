@@ -169,16 +169,26 @@ export class TesseraNode {
   async start(): Promise<{ recovered: number }> {
     if (this.#state !== "new") throw new AgentError("ERR_NODE_STATE", `node ${this.nodeId} cannot start: it is ${this.#state}`);
     this.#state = "started";
-    const claimed = await this.#store.claimActiveActors(this.nodeId, 1_000_000);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < claimed.length) {
-        const actor = claimed[next++]!;
-        await this.#activate(actor.tenantId, actor.actorId, true);
-      }
-    };
-    await Promise.all(Array.from({ length: this.#options.recoveryConcurrency }, worker));
-    return { recovered: claimed.length };
+    const pageSize = 500;
+    let recovered = 0;
+    let afterKey: { tenantId: string; actorId: string } | undefined;
+    for (;;) {
+      // One bounded transaction per page, so a large store is never claimed in one go.
+      const claimed = await this.#store.claimActiveActors(this.nodeId, pageSize, afterKey === undefined ? undefined : { afterKey });
+      recovered += claimed.length;
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < claimed.length) {
+          const actor = claimed[next++]!;
+          await this.#activate(actor.tenantId, actor.actorId, true);
+        }
+      };
+      await Promise.all(Array.from({ length: this.#options.recoveryConcurrency }, worker));
+      if (claimed.length < pageSize) break;
+      const last = claimed.at(-1)!;
+      afterKey = { tenantId: last.tenantId, actorId: last.actorId };
+    }
+    return { recovered };
   }
 
   /**
@@ -533,7 +543,7 @@ export class TesseraNode {
   async #loadChain(tenantId: string, chainRef: string): Promise<string[] | undefined> {
     const known = this.#chains.get(`${tenantId}\u0000${chainRef}`);
     if (known !== undefined) return known;
-    return this.#store.getChain?.(tenantId, chainRef);
+    return this.#store.getChain(tenantId, chainRef);
   }
 
   /**

@@ -48,9 +48,10 @@ export class StoreKeyDirectory implements KeyDirectory {
   async addAuthority(anchor: AuthorityAnchor): Promise<KeyRecord> {
     await this.sync(anchor.tenant);
     // Each node adds its tenants' anchors when it starts: the log keeps one entry per anchor key.
-    const known = this.#inner.get(anchor.tenant, await jwkThumbprint(anchor.publicJwk)) !== undefined;
+    const known = this.#inner.get(anchor.tenant, await jwkThumbprint(anchor.publicJwk));
+    if (known !== undefined) return known;
     const record = await this.#inner.addAuthority(anchor);
-    if (!known) await this.#append(anchor.tenant, "anchor", record.kid, anchor as unknown as Json);
+    await this.#append(anchor.tenant, "anchor", record.kid, anchor as unknown as Json);
     return record;
   }
 
@@ -72,7 +73,7 @@ export class StoreKeyDirectory implements KeyDirectory {
 
   /** Applies the tenant's directory changes this node has not seen yet. */
   async sync(tenant: string): Promise<void> {
-    if (this.#store.readDirectory === undefined || this.#replaying) return;
+    if (this.#replaying) return;
     this.#replaying = true;
     try {
       for (;;) {
@@ -99,7 +100,6 @@ export class StoreKeyDirectory implements KeyDirectory {
   }
 
   async #append(tenant: string, kind: "anchor" | "identity" | "retire" | "compromise", kid: string, body: Json): Promise<void> {
-    if (this.#store.appendDirectory === undefined) return;
     const position = await this.#store.appendDirectory({ tenantId: tenant, kind, kid, body, createdAt: this.#clock.now() });
     if (position === (this.#positions.get(tenant) ?? 0) + 1) this.#positions.set(tenant, position);
   }

@@ -35,8 +35,12 @@ export interface Store {
 
   /**
    * Commits steps of one or more actors in one transaction (group commit). Each commit is guarded
-   * independently: one whose expected revision or epoch is stale is refused (`ok: false` with a
-   * `SnapshotConflictError`) and writes nothing, while the others commit.
+   * independently: one that is refused (`ok: false` with a `SnapshotConflictError`) writes nothing —
+   * none of its rows, chains or blobs — while the others commit. `error.details.reason` says why,
+   * the first that holds of: `"actor-not-found"`, `"stale-revision"`, `"stale-epoch"` (with
+   * `expectedEpoch`, `actualEpoch`), `"message-already-applied"` and `"message-not-found"` (with
+   * `messageId`). A store error comes back as a `StoreError` outcome; when the connection broke
+   * during COMMIT the commit may have landed, so the caller reloads the actor before going on.
    */
   commitSteps(commits: readonly StepCommit[]): Promise<CommitOutcome[]>;
 
@@ -73,30 +77,36 @@ export interface Store {
   listTimers(tenantId: string, actorId: string): Promise<TimerRecord[]>;
 
   /**
-   * Takes over every active actor for `nodeId`: increments its lease epoch and sets the owner.
-   * Used by a node at start-up to recover (single node: everything not finished is its own).
+   * Takes over active actors for `nodeId`, at most `limit` in key order after `afterKey`: increments
+   * each one's lease epoch (every claim does, so a node restarted under the same id never shares an
+   * epoch with its previous life) and sets the owner. One bounded transaction per call; page with
+   * the last key returned until a page comes back shorter than `limit`.
    *
-   * @returns the claimed actors with their new epochs
+   * @returns the claimed actors with their new epochs, in key order
    */
-  claimActiveActors(nodeId: string, limit: number): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>>;
+  claimActiveActors(
+    nodeId: string,
+    limit: number,
+    options?: { afterKey?: { tenantId: string; actorId: string } },
+  ): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>>;
 
   /** Reads a payload stored by reference. */
   getBlob(tenantId: string, blobId: string): Promise<string | undefined>;
 
   /**
    * Reads a delegation chain stored by reference (its compact JWS links, root first). Chains are
-   * written with the actor, message or step that first carried them, keyed by their leaf's hash.
-   * Optional until every adapter stores chains; a node with identity enabled requires it.
+   * written with the actor, message or step that first carried them (only when that write happens),
+   * keyed by tenant and their leaf's hash.
    */
-  getChain?(tenantId: string, chainRef: string): Promise<string[] | undefined>;
+  getChain(tenantId: string, chainRef: string): Promise<string[] | undefined>;
 
   /**
    * Appends a change to a tenant's key directory (IDENTITY.md §2) and returns its position, which
-   * is the tenant's directory epoch after it. Optional until every adapter keeps the directory.
+   * is the tenant's directory epoch after it. Positions are gap-free: concurrent appends serialize.
    */
-  appendDirectory?(entry: NewDirectoryEntry): Promise<number>;
+  appendDirectory(entry: NewDirectoryEntry): Promise<number>;
   /** Reads a tenant's directory changes after `afterPosition`, in order, at most `limit`. */
-  readDirectory?(tenantId: string, afterPosition: number, limit: number): Promise<DirectoryEntry[]>;
+  readDirectory(tenantId: string, afterPosition: number, limit: number): Promise<DirectoryEntry[]>;
 }
 
 /** A change to a tenant's key directory, as the identity layer records it. */
@@ -268,7 +278,7 @@ export interface EffectOutcome {
   error: SerializedError | undefined;
   usage: { inputTokens: number; outputTokens: number } | undefined;
   attempts: number;
-  /** The audit record of the invocation that produced it, or of its denial. */
+  /** The audit record of the invocation that produced it, or of its denial; undefined keeps the effect's audit. */
   audit?: Json;
 }
 

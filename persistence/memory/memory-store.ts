@@ -4,6 +4,7 @@ import type {
   ActorQuery,
   ActorRecord,
   CommitOutcome,
+  DirectoryEntry,
   EffectGuard,
   EffectPatch,
   EffectRecord,
@@ -11,6 +12,7 @@ import type {
   JournalEntry,
   MessageRecord,
   NewActor,
+  NewDirectoryEntry,
   NewMessage,
   StepCommit,
   Store,
@@ -33,6 +35,7 @@ interface TenantData {
   timers: Map<string, Map<string, TimerRecord>>;
   blobs: Map<string, string>;
   chains: Map<string, string[]>;
+  directory: DirectoryEntry[];
 }
 
 const clone: <T>(value: T) => T = structuredClone;
@@ -272,6 +275,21 @@ export class MemoryStore implements Store {
     return this.#tenants.get(tenantId)?.blobs.get(blobId);
   }
 
+  async appendDirectory(entry: NewDirectoryEntry): Promise<number> {
+    this.#open();
+    const log = this.#tenant(entry.tenantId).directory;
+    const position = log.length + 1;
+    log.push({ ...clone(entry), position });
+    return position;
+  }
+
+  async readDirectory(tenantId: string, afterPosition: number, limit: number): Promise<DirectoryEntry[]> {
+    this.#open();
+    assert(Number.isSafeInteger(limit) && limit >= 0, "readDirectory limit is an integer >= 0");
+    const log = this.#tenants.get(tenantId)?.directory ?? [];
+    return log.slice(Math.max(0, afterPosition), Math.max(0, afterPosition) + limit).map((e) => clone(e));
+  }
+
   async getChain(tenantId: string, chainRef: string): Promise<string[] | undefined> {
     this.#open();
     const tokens = this.#tenants.get(tenantId)?.chains.get(chainRef);
@@ -400,6 +418,7 @@ export class MemoryStore implements Store {
         timers: new Map(),
         blobs: new Map(),
         chains: new Map(),
+        directory: [],
       };
       this.#tenants.set(tenantId, tenant);
     }

@@ -164,8 +164,27 @@ const delegationChains: Migration = {
 };
 
 /**
+ * The tenant key directory (IDENTITY.md §2): an append-only log per tenant of authority anchors,
+ * identity tokens and key retirements, whose position is the tenant's directory epoch.
+ */
+const keyDirectory: Migration = {
+  name: "0003_key_directory",
+  sql: (s) => [
+    `CREATE TABLE IF NOT EXISTS ${s}.key_directory (
+      tenant_id text NOT NULL,
+      position bigint NOT NULL,
+      kind text NOT NULL,
+      kid text NOT NULL,
+      body jsonb NOT NULL,
+      created_at bigint NOT NULL,
+      PRIMARY KEY (tenant_id, position)
+    )`,
+  ],
+};
+
+/**
  * Every migration, oldest first. `migrate()` applies the ones not yet recorded, in this order.
  *
  * @internal
  */
-export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains]);
+export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains, keyDirectory]);

@@ -1,9 +1,11 @@
 import { assert, InvariantError } from "../../core/assert.js";
 import { AgentError, LimitError } from "../../core/errors.js";
+import type { Json } from "../../core/json.js";
 import type {
   ActorQuery,
   ActorRecord,
   CommitOutcome,
+  DirectoryEntry,
   EffectGuard,
   EffectPatch,
   EffectRecord,
@@ -11,6 +13,7 @@ import type {
   JournalEntry,
   MessageRecord,
   NewActor,
+  NewDirectoryEntry,
   NewMessage,
   StepCommit,
   Store,
@@ -395,6 +398,43 @@ export class SqlStore implements Store, AsyncDisposable {
       `SELECT tokens::text AS tokens FROM ${this.#tables.chains} WHERE tenant_id = $1::text AND chain_ref = $2::text`,
       [tenantId, chainRef],
       chainTokensFromRow,
+    );
+  }
+
+  /**
+   * Appends a change to a tenant's key directory at the next position. Concurrent appends of one
+   * tenant serialize (a conflict is retried), so positions are gap-free and each is taken once.
+   *
+   * @returns the entry's position: the tenant's directory epoch after it
+   */
+  async appendDirectory(entry: NewDirectoryEntry): Promise<number> {
+    const t = this.#tables;
+    const text = `INSERT INTO ${t.keyDirectory} (tenant_id, position, kind, kid, body, created_at)
+      SELECT $1::text, coalesce(max(position), 0) + 1, $2::text, $3::text, $4::text::jsonb, $5::int8
+      FROM ${t.keyDirectory} WHERE tenant_id = $1::text
+      RETURNING position`;
+    const values = [entry.tenantId, entry.kind, entry.kid, JSON.stringify(entry.body), entry.createdAt];
+    const rows = await this.#executor.transaction("appendDirectory", async (session) => (await session.query(text, values)).rows);
+    assert(rows.length === 1, "an append inserts one directory row");
+    return int8(rows[0]!.position, "position");
+  }
+
+  /** Reads a tenant's key directory changes after `afterPosition`, in order. */
+  readDirectory(tenantId: string, afterPosition: number, limit: number): Promise<DirectoryEntry[]> {
+    assertLimit(limit, "readDirectory");
+    return this.#many(
+      "readDirectory",
+      `SELECT tenant_id, position, kind, kid, body::text AS body, created_at FROM ${this.#tables.keyDirectory}
+        WHERE tenant_id = $1::text AND position > $2::int8 ORDER BY position LIMIT $3::int8`,
+      [tenantId, afterPosition, limit],
+      (row) => ({
+        tenantId: row.tenant_id as string,
+        position: int8(row.position, "position"),
+        kind: row.kind as DirectoryEntry["kind"],
+        kid: row.kid as string,
+        body: JSON.parse(row.body as string) as Json,
+        createdAt: int8(row.created_at, "created_at"),
+      }),
     );
   }
 

@@ -16,6 +16,7 @@ export interface Tables {
   readonly timers: string;
   readonly blobs: string;
   readonly chains: string;
+  readonly keyDirectory: string;
 }
 
 /**
@@ -45,5 +46,6 @@ export function tablesFor(schema: string): Tables {
     timers: `${s}.timers`,
     blobs: `${s}.blobs`,
     chains: `${s}.chains`,
+    keyDirectory: `${s}.key_directory`,
   };
 }

@@ -1,3 +1,4 @@
+import { describeDirectoryConformance } from "./store-directory.suite.js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AgentError, LimitError, StoreError } from "../../core/errors.js";
 import type { Store } from "../../core/ports/store.js";
@@ -47,6 +48,7 @@ export function describeStoreConformance(name: string, makeStore: MakeStore): vo
     describeChainsAndAudit(ctx);
     describeGuardsAndClaims(ctx);
   });
+  describeDirectoryConformance(name, makeStore);
 }
 
 function describeLifecycle(ctx: StoreContext): void {

@@ -1,0 +1,48 @@
+import { describe, expect, it } from "vitest";
+import type { Store } from "../../core/ports/store.js";
+import type { MakeStore } from "./store-fixtures.js";
+
+/** The tenant key directory log: gap-free positions per tenant, tenant-scoped reads, paging. */
+export function describeDirectoryConformance(name: string, makeStore: MakeStore): void {
+  describe(`${name}: key directory`, () => {
+    const withStore = async (body: (store: Store) => Promise<void>): Promise<void> => {
+      const { store, cleanup } = await makeStore();
+      try {
+        await store.migrate();
+        await body(store);
+      } finally {
+        await cleanup();
+      }
+    };
+
+    it("appends at gap-free positions per tenant and reads back in order", () =>
+      withStore(async (store) => {
+        const append = (tenantId: string, kid: string) =>
+          store.appendDirectory({
+            tenantId,
+            kind: "identity",
+            kid,
+            body: { token: `tok-${kid}`, publicJwk: { kty: "OKP", crv: "Ed25519", x: kid } },
+            createdAt: 5,
+          });
+        expect(await append("t-a", "k1")).toBe(1);
+        expect(await append("t-a", "k2")).toBe(2);
+        expect(await append("t-b", "k9")).toBe(1);
+        const positions = await Promise.all([append("t-a", "k3"), append("t-a", "k4"), append("t-a", "k5")]);
+        expect([...positions].sort()).toEqual([3, 4, 5]);
+        const entries = await store.readDirectory("t-a", 0, 100);
+        expect(entries.map((e) => e.position)).toEqual([1, 2, 3, 4, 5]);
+        expect(entries[0]).toEqual({
+          tenantId: "t-a",
+          position: 1,
+          kind: "identity",
+          kid: "k1",
+          body: { token: "tok-k1", publicJwk: { kty: "OKP", crv: "Ed25519", x: "k1" } },
+          createdAt: 5,
+        });
+        expect((await store.readDirectory("t-a", 2, 2)).map((e) => e.position)).toEqual([3, 4]);
+        expect((await store.readDirectory("t-b", 0, 10)).map((e) => e.kid)).toEqual(["k9"]);
+        expect(await store.readDirectory("t-c", 0, 10)).toEqual([]);
+      }));
+  });
+}
