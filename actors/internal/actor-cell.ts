@@ -75,6 +75,20 @@ export class ActorCell implements EffectOwner {
     this.#chains.set(chainRef, tokens);
   }
 
+  async freshSigner(): Promise<ActorSigner | undefined> {
+    const authorizer = this.#runtime.authorizer;
+    if (this.signer === undefined || authorizer === undefined) return this.signer;
+    return authorizer.fresh(this.signer, {
+      tenantId: this.identity.tenantId,
+      actorId: this.identity.actorId,
+      agentType: this.def.type,
+      agentVersion: this.def.version,
+      parentId: this.identity.parentId,
+      nodeId: this.#runtime.nodeId,
+      epoch: this.epoch,
+    });
+  }
+
   async chainTokens(chainRef: string | undefined): Promise<string[] | undefined> {
     if (chainRef === undefined) return undefined;
     const known = this.#chains.get(chainRef);
@@ -249,9 +263,10 @@ export class ActorCell implements EffectOwner {
     for (const timer of plan.timersSet) timer.chainRef = chainRef;
     const tokens = await this.chainTokens(chainRef);
     const linkTo = async (actorId: string, taskId: string): Promise<string | undefined> => {
-      if (tokens === undefined || this.signer === undefined) return undefined;
+      const signer = await this.freshSigner();
+      if (tokens === undefined || signer === undefined) return undefined;
       try {
-        const chain = await authorizer.delegate(this.signer, taskId, tokens, Authorizer.principalOf(this.identity.tenantId, actorId));
+        const chain = await authorizer.delegate(signer, taskId, tokens, Authorizer.principalOf(this.identity.tenantId, actorId));
         const ref = Authorizer.chainRefOf(chain);
         stored.push({ chainRef: ref, tokens: chain });
         return ref;

@@ -23,6 +23,9 @@ import type { Store } from "../../core/ports/store.js";
 import type { Logger } from "../logger.js";
 import { StoreKeyDirectory } from "./store-key-directory.js";
 
+/** Lifetime of an actor's identity token, in seconds (IDENTITY.md §3: at most an hour, renewed at half-life). */
+const agentIdentityTtlSeconds = 3600;
+
 /** @internal What a cell needs to act under its own identity. */
 export interface ActorIdentityFacts {
   tenantId: string;
@@ -49,6 +52,7 @@ export class Authorizer {
   #anchored: Promise<void> | undefined;
   readonly #storeDirectory: StoreKeyDirectory | undefined;
   readonly #syncedAt = new Map<string, number>();
+  readonly #certifiedAt = new WeakMap<ActorSigner, number>();
 
   constructor(options: NodeIdentityOptions, clock: Clock, store: Store, logger: Logger) {
     this.#options = options;
@@ -101,27 +105,44 @@ export class Authorizer {
     return chain as string[];
   }
 
+  /**
+   * The actor's signer with a certificate that is not past half its life: identity tokens are
+   * short-lived (an hour), so a long-resident actor's key is re-certified, same key, same epoch.
+   */
+  async fresh(signer: ActorSigner, facts: ActorIdentityFacts): Promise<ActorSigner> {
+    const certifiedAt = this.#certifiedAt.get(signer) ?? 0;
+    if (this.#clock.now() - certifiedAt < (agentIdentityTtlSeconds * 1000) / 2) return signer;
+    await this.#certify(signer, facts);
+    return signer;
+  }
+
   /** Mints an actor's key and has its tenant authority certify it (a new key on every activation). */
   async signerFor(facts: ActorIdentityFacts): Promise<ActorSigner> {
     await this.#ensureAnchors();
+    const signer = await ActorSigner.create({ principal: Authorizer.principalOf(facts.tenantId, facts.actorId), clock: this.#clock });
+    await this.#certify(signer, facts);
+    return signer;
+  }
+
+  async #certify(signer: ActorSigner, facts: ActorIdentityFacts): Promise<void> {
     const authority = this.#options.authorities.get(facts.tenantId);
-    if (authority === undefined)
+    if (authority === undefined) {
       throw new AgentError("ERR_AUTHZ_TENANT", `no authority is configured for tenant ${facts.tenantId}`, {
         details: { tenantId: facts.tenantId },
       });
-    const principal = Authorizer.principalOf(facts.tenantId, facts.actorId);
-    const signer = await ActorSigner.create({ principal, clock: this.#clock });
+    }
     const certificate = await authority.certifyAgent({
-      principal,
+      principal: signer.principal,
       publicJwk: signer.publicJwk,
       type: facts.agentType,
       version: String(facts.agentVersion),
       parent: facts.parentId === undefined ? null : Authorizer.principalOf(facts.tenantId, facts.parentId),
       node: facts.nodeId,
       leaseEpoch: facts.epoch,
+      ttlSeconds: agentIdentityTtlSeconds,
     });
     await this.directory.registerIdentity(certificate.token, signer.publicJwk);
-    return signer;
+    this.#certifiedAt.set(signer, this.#clock.now());
   }
 
   /**

@@ -30,8 +30,8 @@ export interface EffectOwner {
   settle(settled: SettledEffect): void;
   /** Tells waiters that an effect changed state outside a step (e.g. became unknown). */
   touched(): void;
-  /** The actor's current key (identity enabled). */
-  readonly signer: ActorSigner | undefined;
+  /** The actor's current key with a certificate that is not past half its life (identity enabled). */
+  freshSigner(): Promise<ActorSigner | undefined>;
   /** The tokens of a chain the actor holds, by reference. */
   chainTokens(chainRef: string | undefined): Promise<string[] | undefined>;
 }
@@ -237,9 +237,10 @@ export class EffectRunner {
   ): Promise<{ args: Json; secrets: Readonly<Record<string, string>>; audit: Readonly<Record<string, unknown>> } | undefined> {
     const authorizer = this.#deps.authorizer;
     if (authorizer === undefined) return undefined;
-    if (owner.signer === undefined) throw new AgentError("ERR_AUTHZ_KEY", `actor ${effect.actorId} has no key on this node`);
+    const signer = await owner.freshSigner();
+    if (signer === undefined) throw new AgentError("ERR_AUTHZ_KEY", `actor ${effect.actorId} has no key on this node`);
     const chain = await owner.chainTokens(effect.chainRef);
-    const verified = await authorizer.authorize(owner.signer, effect.tenantId, tool, effect.effectId, effect.args, chain);
+    const verified = await authorizer.authorize(signer, effect.tenantId, tool, effect.effectId, effect.args, chain);
     const audit = JSON.parse(JSON.stringify(verified.audit)) as Readonly<Record<string, unknown>>;
     return { args: verified.args as Json, secrets: authorizer.secretsFor(effect.tenantId, tool, verified), audit };
   }
