@@ -97,7 +97,6 @@ export class TesseraNode {
   readonly #effects: EffectRunner;
   readonly #cells = new Map<string, ActorCell>();
   readonly #activating = new Map<string, Promise<ActorCell | undefined>>();
-  readonly #inputs = new Map<string, Json>();
   readonly #waiters = new Map<string, Set<(status?: ActorStatus) => void>>();
   readonly #runtime: RuntimeContext;
   readonly #authorizer: Authorizer | undefined;
@@ -138,11 +137,14 @@ export class TesseraNode {
       registry: this.#registry,
       committer: this.#committer,
       effects: this.#effects,
-      inputOf: (cell) => this.#inputs.get(cell.key) ?? null,
       reload: (cell) => this.#reload(cell),
       activateNew: (tenantId, actorId) => void this.#activate(tenantId, actorId),
       deliver: (message) => this.#deliver(message),
-      notify: (cell) => this.#notify(cell.key, cell.status),
+      notify: (cell) => {
+        // A finished actor leaves memory; reads of it go to the store.
+        if (cell.status !== "active" && this.#cells.get(cell.key) === cell) this.#cells.delete(cell.key);
+        this.#notify(cell.key, cell.status);
+      },
       authorizer: this.#authorizer,
       loadChain: (tenantId, chainRef) => this.#loadChain(tenantId, chainRef),
       rememberChain: (tenantId, chain) => this.#rememberChain(tenantId, chain),
@@ -673,7 +675,6 @@ export class TesseraNode {
       if (this.#isClosing() || this.#cells.has(cell.key)) return this.#cells.get(cell.key);
     }
     this.#cells.set(cell.key, cell);
-    this.#inputs.set(cell.key, record.input);
     this.#activationErrors.delete(cell.key);
     if (record.revision === 0) cell.enqueueInit();
     for (const effect of effects) cell.dispatchEffect(effect, recovering || effect.state === "running");

@@ -49,6 +49,8 @@ export class ActorCell implements EffectOwner {
   readonly #chains = new Map<string, string[]>();
   /** The actor's current key, minted on activation (identity enabled). */
   signer: ActorSigner | undefined;
+  /** The input the actor was created with, for its first step. */
+  readonly #input: Json;
   /** The chain the actor was started or spawned under. */
   readonly ownChainRef: string | undefined;
   readonly #armed = new Map<string, { timerId: string; cancel: () => void }>();
@@ -67,6 +69,7 @@ export class ActorCell implements EffectOwner {
     this.epoch = loaded.record.epoch;
     this.#forceSnapshot = loaded.migrated;
     this.ownChainRef = loaded.record.chainRef;
+    this.#input = loaded.record.input;
   }
 
   /** Keeps a chain's tokens at hand (they arrived with a run or an event). */
@@ -296,7 +299,7 @@ export class ActorCell implements EffectOwner {
   #eventOf(item: WorkItem): StepEvent | undefined {
     switch (item.kind) {
       case "init":
-        return { type: "tessera.init", input: this.#runtime.inputOf(this) };
+        return { type: "tessera.init", input: this.#input };
       case "message":
         return item.event;
       case "effect":

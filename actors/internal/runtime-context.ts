@@ -1,6 +1,5 @@
 import type { Tracer } from "@opentelemetry/api";
 import type { Clock } from "../../core/clock.js";
-import type { Json } from "../../core/json.js";
 import type { Limits } from "../../core/limits.js";
 import type { NewMessage } from "../../core/ports/store.js";
 import type { Logger } from "../logger.js";
@@ -27,8 +26,6 @@ export interface RuntimeContext {
   loadChain(tenantId: string, chainRef: string): Promise<string[] | undefined>;
   /** Hands a chain created by a step to the cells that will need it. */
   rememberChain(tenantId: string, chain: StoredChain): void;
-  /** The input an actor was created with (for its init step). */
-  inputOf(cell: ActorCell): Json;
   /** Drops a cell whose commit was refused and loads the actor again from the store. */
   reload(cell: ActorCell): void;
   /** Activates an actor created by a committed step (a child). */

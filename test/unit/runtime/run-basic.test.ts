@@ -39,6 +39,8 @@ describe("a run on one node", () => {
     const children = await node.listChildren("acme", runId);
     expect(children).toHaveLength(1);
     expect(children[0]).toMatchObject({ status: "completed", depth: 1, parentId: runId });
+    // Finished actors leave memory: nothing of this run stays resident.
+    expect(node.residentActors).toBe(0);
     const replayed = await node.replay("acme", runId);
     expect(replayed.steps).toBe(journal.length);
     await node.close();
