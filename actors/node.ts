@@ -4,13 +4,24 @@ import { AgentError, serializeError, TimeoutError, ValidationError, type Seriali
 import { newId, sha256 } from "../core/ids.js";
 import { canonicalJson, encodeBounded, type Json } from "../core/json.js";
 import type { Limits } from "../core/limits.js";
-import type { ActorRecord, ActorStatus, EffectRecord, JournalEntry, NewMessage, Store, StoredChain } from "../core/ports/store.js";
+import type {
+  ActorRecord,
+  ActorStatus,
+  EffectRecord,
+  JournalEntry,
+  MessageRecord,
+  NewActor,
+  NewMessage,
+  Store,
+  StoredChain,
+  TimerRecord,
+} from "../core/ports/store.js";
 import { ActorCell } from "./internal/actor-cell.js";
 import { AgentRegistry } from "./internal/agent-registry.js";
 import { EffectRunner } from "./internal/effect-runner.js";
 import { GroupCommitter } from "./internal/group-committer.js";
 import { reservedEventPrefixes } from "./internal/plan-step.js";
-import { foldJournal, loadActor } from "./internal/rehydrate.js";
+import { foldJournal, loadActor, type LoadedActor } from "./internal/rehydrate.js";
 import type { RuntimeContext } from "./internal/runtime-context.js";
 import { createJsonLogger, type Logger } from "./logger.js";
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from "./node-options.js";
@@ -138,7 +149,7 @@ export class TesseraNode {
       committer: this.#committer,
       effects: this.#effects,
       reload: (cell) => this.#reload(cell),
-      activateNew: (tenantId, actorId) => void this.#activate(tenantId, actorId),
+      activateNew: (child) => this.#activateCreated(recordOfNew(child)),
       deliver: (message) => this.#deliver(message),
       notify: (cell) => {
         // A finished actor leaves memory; reads of it go to the store.
@@ -231,7 +242,8 @@ export class TesseraNode {
         chains: chain === undefined ? undefined : [chain],
       },
     );
-    if (created || actor.ownerNode === this.nodeId) void this.#activate(actor.tenantId, actor.actorId);
+    if (created) this.#activateCreated(actor);
+    else if (actor.ownerNode === this.nodeId) void this.#activate(actor.tenantId, actor.actorId);
     return { runId: actor.actorId, created };
   }
 
@@ -651,7 +663,7 @@ export class TesseraNode {
 
   async #load(tenantId: string, actorId: string, recovering: boolean): Promise<ActorCell | undefined> {
     const record = await this.#store.getActor(tenantId, actorId);
-    if (record === undefined || record.status !== "active" || this.#state === "closing" || this.#state === "closed") return undefined;
+    if (record === undefined || record.status !== "active" || this.#isClosing()) return undefined;
     if (record.ownerNode !== this.nodeId) return undefined;
     const loaded = await loadActor(this.#store, this.#registry, record, this.#limits);
     const [effects, timers, messages] = await Promise.all([
@@ -659,13 +671,44 @@ export class TesseraNode {
       this.#store.listTimers(tenantId, actorId),
       this.#store.pendingMessages(tenantId, actorId, this.#limits.mailboxDepthMax + 1),
     ]);
+    return this.#install(loaded, { effects, timers, messages, recovering });
+  }
+
+  /**
+   * Activates an actor this node has just created (a run it started, a child its step spawned):
+   * its whole state is known, so nothing is read back from the store. Messages that reach it
+   * meanwhile are handed over by `#deliver`.
+   */
+  #activateCreated(record: ActorRecord): void {
+    const key = `${record.tenantId}\u0000${record.actorId}`;
+    if (this.#cells.has(key) || this.#activating.has(key) || this.#isClosing()) return;
+    const def = this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
+    const activation = this.#install(
+      { record, def, state: undefined, migrated: false, rowsRead: 0 },
+      { effects: [], timers: [], messages: [], recovering: false },
+    )
+      .catch((error: unknown) => {
+        this.#logger.error({ err: serializeError(error), tenantId: record.tenantId, actorId: record.actorId }, "actor activation failed");
+        this.#activationErrors.set(key, error);
+        return undefined;
+      })
+      .finally(() => this.#activating.delete(key));
+    this.#activating.set(key, activation);
+  }
+
+  /** Makes a loaded actor resident and resumes what it has pending. */
+  async #install(
+    loaded: LoadedActor,
+    pending: { effects: EffectRecord[]; timers: TimerRecord[]; messages: MessageRecord[]; recovering: boolean },
+  ): Promise<ActorCell | undefined> {
+    const { record } = loaded;
     if (this.#isClosing()) return undefined;
     const cell = new ActorCell(this.#runtime, loaded);
     if (this.#authorizer !== undefined) {
       // A new key on every activation: a key of a previous owner (or life) no longer signs for it.
       cell.signer = await this.#authorizer.signerFor({
-        tenantId,
-        actorId,
+        tenantId: record.tenantId,
+        actorId: record.actorId,
         agentType: loaded.def.type,
         agentVersion: loaded.def.version,
         parentId: record.parentId,
@@ -677,12 +720,28 @@ export class TesseraNode {
     this.#cells.set(cell.key, cell);
     this.#activationErrors.delete(cell.key);
     if (record.revision === 0) cell.enqueueInit();
-    for (const effect of effects) cell.dispatchEffect(effect, recovering || effect.state === "running");
-    for (const timer of timers) cell.armTimer(timer.timerId, timer.name, timer.dueAt, timer.chainRef);
-    for (const message of messages)
+    for (const effect of pending.effects) cell.dispatchEffect(effect, pending.recovering || effect.state === "running");
+    for (const timer of pending.timers) cell.armTimer(timer.timerId, timer.name, timer.dueAt, timer.chainRef);
+    for (const message of pending.messages)
       cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef);
     return cell;
   }
+}
+
+/** The stored form of an actor this node just created. */
+function recordOfNew(actor: NewActor): ActorRecord {
+  return {
+    ...actor,
+    status: "active",
+    revision: 0,
+    snapshot: undefined,
+    snapshotSeq: 0,
+    lastHash: "",
+    output: undefined,
+    error: undefined,
+    childCount: 0,
+    updatedAt: actor.createdAt,
+  };
 }
 
 function viewOf(record: ActorRecord, stateValue: Json): ActorView {

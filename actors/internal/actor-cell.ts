@@ -415,7 +415,7 @@ export class ActorCell implements EffectOwner {
       for (const timer of plan.timersSet) this.armTimer(timer.timerId, timer.name, timer.dueAt, timer.chainRef);
       for (const effect of plan.effects) if (effect.state === "planned" || effect.state === "running") this.dispatchEffect(effect, false);
     }
-    for (const child of commit.children) runtime.activateNew(child.tenantId, child.actorId);
+    for (const child of commit.children) runtime.activateNew(child);
     for (const chain of commit.chains ?? []) runtime.rememberChain(this.identity.tenantId, chain);
     for (const message of plan.messages) runtime.deliver(message);
     for (const action of plan.afterCommit) {

@@ -8,7 +8,7 @@ import type { AgentRegistry } from "./agent-registry.js";
 import type { EffectRunner } from "./effect-runner.js";
 import type { GroupCommitter } from "./group-committer.js";
 import type { Authorizer } from "./authorizer.js";
-import type { StoredChain } from "../../core/ports/store.js";
+import type { NewActor, StoredChain } from "../../core/ports/store.js";
 
 /** @internal What an actor cell needs from its node. */
 export interface RuntimeContext {
@@ -29,7 +29,7 @@ export interface RuntimeContext {
   /** Drops a cell whose commit was refused and loads the actor again from the store. */
   reload(cell: ActorCell): void;
   /** Activates an actor created by a committed step (a child). */
-  activateNew(tenantId: string, actorId: string): void;
+  activateNew(child: NewActor): void;
   /** Hands a committed message to its recipient if it is resident here. */
   deliver(message: NewMessage): void;
   /** Wakes anyone waiting on this actor. */
