@@ -337,23 +337,45 @@ export class TesseraNode {
       });
     const cell = (await this.#activate(request.tenantId, request.actorId)) ?? undefined;
     if (cell === undefined) throw new AgentError("ERR_ACTOR_NOT_ACTIVE", `actor ${request.actorId} is not active`);
+    // Claim the effect (unknown → running, under this node's epoch) so that a repeated or concurrent
+    // reconcile cannot apply a second outcome. A crash before the outcome commits leaves a running
+    // non-idempotent effect, which recovery turns back into unknown: never a blind retry.
+    const claimed = await this.#store.updateEffect(
+      request.tenantId,
+      request.actorId,
+      effect.effectId,
+      { state: "running", updatedAt: this.#clock.now() },
+      { fromStates: ["unknown"], epoch: cell.epoch },
+    );
+    if (!claimed)
+      throw new AgentError("ERR_EFFECT_NOT_UNKNOWN", `effect ${request.effectId} is being reconciled or was settled`, {
+        details: { effectId: request.effectId },
+      });
     const o = request.outcome;
     const done = o.state === "completed";
-    cell.reconcile({
-      outcome: {
-        effectId: effect.effectId,
-        state: o.state,
-        result: done ? o.result : undefined,
-        resultRef: undefined,
-        error: done ? undefined : o.error,
-        usage: undefined,
-        attempts: effect.attempts,
+    cell.reconcile(
+      {
+        outcome: {
+          effectId: effect.effectId,
+          state: o.state,
+          result: done ? o.result : undefined,
+          resultRef: undefined,
+          error: done ? undefined : o.error,
+          usage: undefined,
+          attempts: effect.attempts,
+        },
+        event: done
+          ? { type: `${effect.kind}.${effect.name}.done`, effectId: effect.effectId, output: o.result, reconciled: true }
+          : {
+              type: `${effect.kind}.${effect.name}.failed`,
+              effectId: effect.effectId,
+              error: o.error as unknown as Json,
+              reconciled: true,
+            },
+        blob: undefined,
       },
-      event: done
-        ? { type: `${effect.kind}.${effect.name}.done`, effectId: effect.effectId, output: o.result, reconciled: true }
-        : { type: `${effect.kind}.${effect.name}.failed`, effectId: effect.effectId, error: o.error as unknown as Json, reconciled: true },
-      blob: undefined,
-    });
+      effect.chainRef,
+    );
   }
 
   /** Reads what a caller may know about an actor. @throws AgentError `ERR_ACTOR_NOT_FOUND` */

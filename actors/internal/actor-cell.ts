@@ -141,9 +141,14 @@ export class ActorCell implements EffectOwner {
   }
 
   /** Applies an outcome established outside the runner (reconciliation of an `unknown` effect). */
-  reconcile(settled: SettledEffect): void {
-    if (!this.#openEffects.has(settled.outcome.effectId)) this.#openEffects.set(settled.outcome.effectId, undefined);
+  reconcile(settled: SettledEffect, chainRef: string | undefined): void {
+    if (!this.#openEffects.has(settled.outcome.effectId)) this.#openEffects.set(settled.outcome.effectId, chainRef);
     this.#push({ kind: "effect", settled });
+  }
+
+  /** An effect's bookkeeping failed outside a step (a store write): reload, which re-dispatches it. */
+  effectFailed(): void {
+    if (this.isLive()) this.#runtime.reload(this);
   }
 
   touched(): void {
@@ -181,7 +186,15 @@ export class ActorCell implements EffectOwner {
     try {
       while (this.#queue.length > 0 && this.isLive()) {
         const item = this.#queue.shift()!;
-        await this.#step(item);
+        try {
+          await this.#step(item);
+        } catch (error) {
+          // Nothing of the step left the process: start over from the store (the item is still
+          // pending there) rather than let the error escape or strand the actor.
+          this.#runtime.logger.error({ err: serializeError(error), actorId: this.identity.actorId }, "step failed: reloading the actor");
+          this.#runtime.reload(this);
+          return;
+        }
       }
     } finally {
       this.#running = false;
@@ -403,6 +416,8 @@ export class ActorCell implements EffectOwner {
       if (this.#appliedRecently.size > 1024) this.#appliedRecently.delete(this.#appliedRecently.values().next().value!);
     }
     if (item.kind === "effect") this.#openEffects.delete(item.settled.outcome.effectId);
+    if (item.kind === "timer") this.#timerChains.delete(item.timerId);
+    for (const timerId of plan.timersCleared) this.#timerChains.delete(timerId);
     const runtime = this.#runtime;
     for (const [name, armed] of this.#armed) {
       if (plan.next.timers[name]?.timerId === armed.timerId) continue;

@@ -32,6 +32,8 @@ export interface EffectOwner {
   touched(): void;
   /** The actor's current key with a certificate that is not past half its life (identity enabled). */
   freshSigner(): Promise<ActorSigner | undefined>;
+  /** Reports that an effect's bookkeeping failed; the owner reloads and re-dispatches it. */
+  effectFailed(): void;
   /** The tokens of a chain the actor holds, by reference. */
   chainTokens(chainRef: string | undefined): Promise<string[] | undefined>;
 }
@@ -73,6 +75,7 @@ export class EffectRunner {
   dispatch(owner: EffectOwner, effect: EffectRecord, recovering: boolean): void {
     void this.#run(owner, effect, recovering).catch((error: unknown) => {
       this.#deps.logger.error({ err: serializeError(error), actorId: effect.actorId, effectId: effect.effectId }, "effect dispatch failed");
+      if (!this.#closed) owner.effectFailed();
     });
   }
 

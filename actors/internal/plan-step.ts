@@ -95,7 +95,13 @@ export function planStep(input: StepInput): StepPlan {
       if (typeof action.exec === "function") plan.afterCommit.push(() => (action.exec as (info: unknown) => void)(action.info));
       continue;
     }
-    applyIntent(plan, input, intent, action.info as { context: unknown; event: unknown }, index++);
+    try {
+      applyIntent(plan, input, intent, action.info as { context: unknown; event: unknown }, index++);
+    } catch (thrown) {
+      // A statechart function that throws (a bad `send` target, a timer delay of undefined.x) fails
+      // the actor, durably and the same way on replay, instead of escaping the step.
+      return finish(plan, input, "failed", undefined, { ...serializeError(thrown), code: "ERR_AGENT_THREW" });
+    }
   }
   if (plan.effects.length > limits.effectsPerStepMax) {
     const error = {

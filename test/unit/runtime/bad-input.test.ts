@@ -1,7 +1,7 @@
 import { assign, fromPromise, setup } from "xstate";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { callTool, spawnAgent } from "../../../actors/actions.js";
+import { callTool, sendToActor, spawnAgent } from "../../../actors/actions.js";
 import { defineAgent } from "../../../actors/define-agent.js";
 import { defineTool } from "../../../actors/define-tool.js";
 import { createNode } from "../../../actors/node.js";
@@ -227,6 +227,29 @@ describe("bad input gets a typed error and loses nothing", () => {
     expect(((await node.getContext("t1", child!.actorId)) as { log: string[] }).log).toEqual(["child.c0.failed:ERR_HIERARCHY_TOO_DEEP"]);
     await send({ type: "note", text: "still here" });
     await waitFor(async () => (await context()).log.includes("note:still here"));
+    await node.close();
+  });
+
+  it("fails an actor whose statechart function throws, durably, without crashing the node", async () => {
+    const thrower = defineAgent({
+      type: "thrower",
+      version: 1,
+      tools: [],
+      machine: setup({ types: {} as { context: { peer?: { id: string } }; events: any } }).createMachine({
+        context: {},
+        initial: "idle",
+        states: { idle: { on: { go: { actions: sendToActor(({ context }) => context.peer!.id, { type: "hello" }) } } } },
+      }),
+    });
+    const store = createMemoryStore();
+    await store.migrate();
+    const node = createNode({ store, agents: [thrower], logger: silent });
+    await node.start();
+    const { runId } = await node.startRun({ tenantId: "t1", agentType: "thrower", input: null, idempotencyKey: "x" });
+    await node.sendEvent({ tenantId: "t1", actorId: runId, event: { type: "go" }, messageId: "go" });
+    const view = await node.waitForStatus("t1", runId, { timeoutMs: 3000 });
+    expect(view).toMatchObject({ status: "failed", error: { code: "ERR_AGENT_THREW" } });
+    expect((await node.replay("t1", runId)).steps).toBe(2);
     await node.close();
   });
 

@@ -108,15 +108,17 @@ describe("recovery on one node", () => {
     await until(async () => (await store.listEffects("t", runId))[0]?.state === "unknown");
     expect(calls).toHaveLength(1);
     expect((await second.getActor("t", runId)).status).toBe("active");
-    await second.reconcileEffect({
-      tenantId: "t",
-      actorId: runId,
-      effectId: "e1.0",
-      outcome: { state: "completed", result: { ok: true } },
-    });
+    // Two reconciles racing (an operator's retry): exactly one outcome is applied.
+    const reconcile = () =>
+      second.reconcileEffect({ tenantId: "t", actorId: runId, effectId: "e1.0", outcome: { state: "completed", result: { ok: true } } });
+    const raced = await Promise.allSettled([reconcile(), reconcile()]);
+    expect(raced.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    expect(raced.find((r) => r.status === "rejected")).toMatchObject({ reason: { code: "ERR_EFFECT_NOT_UNKNOWN" } });
     const view = await second.waitForStatus("t", runId, { timeoutMs: 3000 });
     expect(view).toMatchObject({ status: "completed", output: { result: "charged" } });
     expect(calls).toHaveLength(1);
+    const journal = await store.readJournal("t", runId, { limit: 100 });
+    expect(journal.filter((e) => (e.event as { type: string }).type === "tool.charge.done")).toHaveLength(1);
     const [effect] = await store.listEffects("t", runId);
     expect(effect).toMatchObject({ state: "completed", attempts: 1 });
     await expect(
