@@ -66,6 +66,9 @@ export function planStep(input: StepInput): StepPlan {
   // reordered their keys: both see them with keys sorted, so both compute the same thing.
   const event = sortKeys(input.event) as StepInput["event"];
   const plan = emptyPlan(input);
+  // A timer that fires is spent: it leaves the actor's armed timers with the step that applies it.
+  if (event.type.startsWith("timer.") && plan.next.timers[event.type.slice(6)]?.timerId === event.timerId)
+    delete plan.next.timers[event.type.slice(6)];
   if (event.type === "tessera.stop") return finish(plan, input, "stopped", undefined, undefined);
   if (seq > limits.stepsPerActorMax) {
     const error = {

@@ -4,6 +4,9 @@ import { resolveLimits } from "../../../core/limits.js";
 import { planStep, type StepPlan } from "../../../actors/internal/plan-step.js";
 import type { ActorState } from "../../../actors/internal/actor-state.js";
 import { makeDeskAgents } from "../../helpers/agents.js";
+import { setup } from "xstate";
+import { startTimer } from "../../../actors/actions.js";
+import { defineAgent } from "../../../actors/define-agent.js";
 
 /**
  * Model test of the support-desk statechart: every simple path through its graph, driven through
@@ -71,5 +74,29 @@ describe("support-desk statechart (graph paths)", () => {
     if (last === "done") expect(status).toBe("completed");
     if (last === "failed") expect(status).toBe("failed");
     if (last !== "done" && last !== "failed") expect(status).toBe("active");
+  });
+});
+
+describe("a fired timer", () => {
+  it("is spent: it leaves the armed timers, and a stale firing of a replaced timer is not its own", () => {
+    const agent = defineAgent({
+      type: "ticker",
+      version: 1,
+      tools: [],
+      machine: setup({ types: {} as { events: any } }).createMachine({
+        initial: "a",
+        states: { a: { entry: startTimer("tick", 1000), on: { "timer.tick": "b" } }, b: { on: { again: "a" } } },
+      }),
+    });
+    const limits = resolveLimits();
+    const actor = { tenantId: "t", actorId: "a", parentId: undefined, rootId: "a", name: undefined, depth: 0 };
+    const step = (state: ActorState | undefined, event: { type: string } & Record<string, never>, seq: number) =>
+      planStep({ def: agent, state, event, actor, seq, now: 0, limits, latestVersionOf: () => undefined });
+    const first = step(undefined, { type: "tessera.init" } as never, 1);
+    const armed = first.next.timers.tick!;
+    expect(armed.dueAt).toBe(1000);
+    const fired = step(first.next, { type: "timer.tick", timerId: armed.timerId } as never, 2);
+    expect(String(fired.next.machine.value)).toBe("b");
+    expect(fired.next.timers).toEqual({});
   });
 });
