@@ -388,6 +388,7 @@ export class ActorCell implements EffectOwner {
         snapshot: snapshotDue ? (envelope as unknown as Json) : undefined,
         childCount: plan.next.childCount,
         updatedAt: now,
+        agentVersion: this.def.version,
       },
       appliedMessageId: item.kind === "message" ? item.messageId : undefined,
       effectOutcome: outcome,

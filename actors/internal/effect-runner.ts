@@ -89,7 +89,9 @@ export class EffectRunner {
     const { store, clock } = this.#deps;
     const key = { tenantId: effect.tenantId, actorId: effect.actorId, effectId: effect.effectId };
     const tool = effect.kind === "tool" ? owner.def.tools.find((t) => t.name === effect.name) : undefined;
-    const idempotent = effect.kind === "model" || (tool?.idempotent ?? effect.idempotent);
+    // Idempotent only if it was when planned and still is: a redeploy that changed the declaration
+    // never turns a running non-idempotent effect into a retried one.
+    const idempotent = effect.kind === "model" || (effect.idempotent && (tool?.idempotent ?? true));
     if (!idempotent) {
       if (effect.state === "running") {
         // It may or may not have happened: never retried blindly, left for reconciliation.

@@ -330,6 +330,8 @@ export interface StepCommit {
     snapshot: Json | undefined;
     childCount: number;
     updatedAt: number;
+    /** The agent version the actor now runs (changes when a step migrated it); undefined keeps it. */
+    agentVersion?: number;
   };
   /** The mailbox message this step applied, marked applied in the same transaction. */
   appliedMessageId: string | undefined;

@@ -305,8 +305,9 @@ export class MemoryStore implements Store {
     const { actorId, entry } = commit;
     const actor = tenant.actors.get(actorId);
     assert(actor !== undefined, "the guard found the actor");
-    const { snapshot, ...fields } = commit.actor;
+    const { snapshot, agentVersion, ...fields } = commit.actor;
     Object.assign(actor, clone(fields), { revision: entry.seq, lastHash: entry.hash });
+    if (agentVersion !== undefined) actor.agentVersion = agentVersion;
     if (snapshot !== undefined) {
       actor.snapshot = clone(snapshot);
       actor.snapshotSeq = entry.seq;

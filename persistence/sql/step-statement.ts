@@ -66,6 +66,7 @@ export function stepStatement(tables: Tables, round: ReadonlyArray<Owned<StepCom
     ["output", "text", c.map((x) => jsonParam(x.actor.output))],
     ["error", "text", c.map((x) => jsonParam(x.actor.error))],
     ["child_count", "int8", c.map((x) => x.actor.childCount)],
+    ["agent_version", "int8", c.map((x) => x.actor.agentVersion ?? null)],
     ["updated_at", "int8", c.map((x) => x.actor.updatedAt)],
     ["has_snapshot", "bool", c.map((x) => x.actor.snapshot !== undefined)],
     ["snapshot", "text", c.map((x) => jsonParam(x.actor.snapshot))],
@@ -92,6 +93,7 @@ export function stepStatement(tables: Tables, round: ReadonlyArray<Owned<StepCom
     // rows cannot be estimated), quadratic in the batch size.
     `acc AS (UPDATE ${tables.actors} a SET revision = ok.seq, status = ok.status, output = ok.output::jsonb, error = ok.error::jsonb,
         child_count = ok.child_count, updated_at = ok.updated_at, last_hash = ok.last_hash,
+        agent_version = coalesce(ok.agent_version, a.agent_version),
         snapshot = CASE WHEN ok.has_snapshot THEN ok.snapshot::jsonb ELSE a.snapshot END,
         snapshot_seq = CASE WHEN ok.has_snapshot THEN ok.seq ELSE a.snapshot_seq END
       FROM ok WHERE ${same("a", "ok")} AND a.revision = ok.expected AND a.epoch = ok.epoch

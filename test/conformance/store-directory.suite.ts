@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Store } from "../../core/ports/store.js";
-import type { MakeStore } from "./store-fixtures.js";
+import { commit, commitOk, createStarted, type MakeStore } from "./store-fixtures.js";
 
 /** The tenant key directory log: gap-free positions per tenant, tenant-scoped reads, paging. */
 export function describeDirectoryConformance(name: string, makeStore: MakeStore): void {
@@ -44,5 +44,22 @@ export function describeDirectoryConformance(name: string, makeStore: MakeStore)
         expect((await store.readDirectory("t-b", 0, 10)).map((e) => e.kid)).toEqual(["k9"]);
         expect(await store.readDirectory("t-c", 0, 10)).toEqual([]);
       }));
+  });
+
+  describe(`${name}: actor version`, () => {
+    it("a commit that carries an agent version records it; one without keeps the stored version", async () => {
+      const { store, cleanup } = await makeStore();
+      try {
+        await store.migrate();
+        const actor = await createStarted(store, "t-v");
+        const base = commit("t-v", actor.actorId, 1).actor;
+        await commitOk(store, commit("t-v", actor.actorId, 1, { actor: { ...base, agentVersion: 2 } }));
+        expect((await store.getActor("t-v", actor.actorId))?.agentVersion).toBe(2);
+        await commitOk(store, commit("t-v", actor.actorId, 2));
+        expect((await store.getActor("t-v", actor.actorId))?.agentVersion).toBe(2);
+      } finally {
+        await cleanup();
+      }
+    });
   });
 }

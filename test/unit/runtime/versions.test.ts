@@ -25,7 +25,13 @@ const v2Machine = setup({ types: {} as { context: { total: number; unit: string 
   context: { total: 0, unit: "items" },
   initial: "counting",
   states: {
-    counting: { on: { inc: { actions: assign({ total: ({ context }) => context.total + 1 }) }, stop: "done" } },
+    counting: {
+      on: {
+        inc: { actions: assign({ total: ({ context }) => context.total + 1 }) },
+        double: { actions: assign({ total: ({ context }) => context.total * 2 }) },
+        stop: "done",
+      },
+    },
     done: { type: "final" },
   },
   output: ({ context }) => ({ total: context.total, unit: context.unit }),
@@ -67,9 +73,13 @@ describe("agent versions", () => {
     const node = createNode({ store, agents: [v1, v2], logger: silent });
     await node.start();
     await node.sendEvent({ tenantId: "t", actorId: runId, event: { type: "inc" }, messageId: "after" });
+    await until(async () => (await node.getActor("t", runId)).revision === 5);
+    // The first step after the migration records the new version: events only v2 knows are accepted.
+    expect((await store.getActor("t", runId))?.agentVersion).toBe(2);
+    await node.sendEvent({ tenantId: "t", actorId: runId, event: { type: "double" }, messageId: "double" });
     await node.sendEvent({ tenantId: "t", actorId: runId, event: { type: "stop" }, messageId: "stop" });
     const view = await node.waitForStatus("t", runId, { timeoutMs: 3000 });
-    expect(view.output).toEqual({ total: 4, unit: "items" });
+    expect(view.output).toEqual({ total: 8, unit: "items" });
     await node.close();
   });
 
