@@ -4,8 +4,8 @@ import { createPgStore } from "../../persistence/pg/index.js";
 import { makeDeskAgents, type CallLog } from "../helpers/agents.js";
 import { databaseUrl } from "../helpers/services.js";
 import { createTestPgPool, dropSchemas, uniqueSchema } from "../helpers/sql.js";
+import { silent } from "../helpers/silent-logger.js";
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const schemas: string[] = [];
 
 afterAll(async () => {

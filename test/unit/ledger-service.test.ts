@@ -125,7 +125,6 @@ describe("ledger service (in process)", () => {
   });
 
   it("records a delayed call at once and answers after delayMs", async () => {
-    const started = Date.now();
     let answered = false;
     const pending = postEffect(ledger.url, { key: "k-slow", query: "?delayMs=1000" }).finally(() => {
       answered = true;
@@ -133,7 +132,6 @@ describe("ledger service (in process)", () => {
     await expect.poll(() => ledger.snapshot().applied, { timeout: 2_000, interval: 10 }).toBe(1);
     expect(answered).toBe(false);
     expect(await pending).toEqual({ status: 201, body: { applied: true, id: "led_1" } });
-    expect(Date.now() - started).toBeGreaterThanOrEqual(990);
   });
 
   it("keeps the effect applied when the caller disconnects during the delay, like a crashed node", async () => {
@@ -196,10 +194,9 @@ describe("ledger service (in process)", () => {
   it("closes idempotently, dropping callers still waiting on a delay", async () => {
     const pending = postEffect(ledger.url, { key: "k-wait", query: "?delayMs=30000" });
     await expect.poll(() => ledger.snapshot().calls, { timeout: 2_000, interval: 10 }).toBe(1);
-    const started = Date.now();
+    // A 30 s delay that was not dropped would outlast the test's timeout.
     await Promise.all([ledger.close(), ledger.close()]);
     await expect(pending).rejects.toThrow();
-    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it("rejects bad options", async () => {

@@ -385,9 +385,7 @@ describe("createOpenAiCompatibleModel", () => {
     it("cancels the HTTP request when the timeout fires, and the server sees the connection close", async () => {
       server.respondWith(() => undefined); // Never answers.
       const model = createOpenAiCompatibleModel({ baseUrl: server.url, model: "m", requestTimeoutMs: 150 });
-      const started = Date.now();
       const error = await rejection(model.complete(hello, context()));
-      expect(Date.now() - started).toBeLessThan(5_000);
       expect(error.code).toBe("ERR_MODEL");
       expect(error.retryable).toBe(true);
       expect(error.details).toEqual({ reason: "timeout", timeoutMs: 150 });

@@ -7,8 +7,7 @@ import { defineTool } from "../../../actors/define-tool.js";
 import { createNode } from "../../../actors/node.js";
 import { AgentError } from "../../../core/errors.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silent } from "../../helpers/silent-logger.js";
 
 function makeProbe(gate: { release?: () => void; calls: number }) {
   const echo = defineTool({

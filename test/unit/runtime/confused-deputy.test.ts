@@ -17,8 +17,7 @@ import { TenantAuthority, type RootAuthorityOracle } from "../../../identity/ind
 import { createMemoryStore } from "../../../persistence/memory/index.js";
 import { systemClock } from "../../../core/clock.js";
 import { sha256 } from "../../../core/ids.js";
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silent } from "../../helpers/silent-logger.js";
 
 describe("no confused deputy", () => {
   it("refuses an injected 5,000 refund and an ungranted tool; the ledger sees only the granted refund", async () => {

@@ -15,8 +15,8 @@ import { SimulatedClock } from "../../../core/clock.js";
 import { sha256 } from "../../../core/ids.js";
 import { TenantAuthority, tokenHash, Vault, type RootAuthorityOracle } from "../../../identity/index.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
+import { silent } from "../../helpers/silent-logger.js";
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const canary = "sk_live_CANARY_4b1d9e";
 
 async function setupNode(clock: SimulatedClock | undefined) {

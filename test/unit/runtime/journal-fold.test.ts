@@ -8,8 +8,7 @@ import { defineTool } from "../../../actors/define-tool.js";
 import { createNode } from "../../../actors/node.js";
 import { canonicalJson } from "../../../core/json.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silent } from "../../helpers/silent-logger.js";
 
 const double = defineTool({
   name: "double",

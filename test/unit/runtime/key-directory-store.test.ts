@@ -3,8 +3,7 @@ import { StoreKeyDirectory } from "../../../actors/internal/store-key-directory.
 import { SimulatedClock } from "../../../core/clock.js";
 import { ActorSigner, TenantAuthority } from "../../../identity/index.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silent } from "../../helpers/silent-logger.js";
 
 describe("the tenant key directory kept in the Store", () => {
   it("lets another node (or a restarted one) resolve keys certified elsewhere, and only valid ones", async () => {

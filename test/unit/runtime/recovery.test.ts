@@ -7,8 +7,7 @@ import { defineTool } from "../../../actors/define-tool.js";
 import { createNode } from "../../../actors/node.js";
 import { SimulatedClock } from "../../../core/clock.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silent } from "../../helpers/silent-logger.js";
 
 async function until(check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

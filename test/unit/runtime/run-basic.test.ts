@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createNode } from "../../../actors/node.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
 import { makeDeskAgents, type CallLog } from "../../helpers/agents.js";
+import { silent } from "../../helpers/silent-logger.js";
 
 describe("a run on one node", () => {
   it("looks up, spawns a child, refunds once, waits on a timer and completes", async () => {
@@ -46,5 +47,3 @@ describe("a run on one node", () => {
     await node.close();
   });
 });
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };

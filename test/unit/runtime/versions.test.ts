@@ -3,8 +3,7 @@ import { describe, expect, it } from "vitest";
 import { defineAgent } from "../../../actors/define-agent.js";
 import { createNode } from "../../../actors/node.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silent } from "../../helpers/silent-logger.js";
 
 const v1 = defineAgent({
   type: "counter",
