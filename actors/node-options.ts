@@ -1,6 +1,7 @@
 import type { TracerProvider } from "@opentelemetry/api";
 import { z } from "zod";
 import type { Clock } from "../core/clock.js";
+import type { Json } from "../core/json.js";
 import { ConfigError } from "../core/errors.js";
 import { newId } from "../core/ids.js";
 import { limitsSchema, resolveLimits, type Limits } from "../core/limits.js";
@@ -19,7 +20,11 @@ export interface NodeOptions {
   agents: readonly AgentDefinition[];
   /** The model behind `callModel`. Required only by agents that call a model. */
   model?: ModelClient;
-  /** Reserved for the cluster transport; the embedded node needs none. */
+  /**
+   * How nodes reach each other (NATS in a cluster: `createNatsTransport`): wake-ups of an actor's
+   * owner, broadcast control. Never the system of record: without one, other nodes still find their
+   * work through the store, one sweep interval later.
+   */
   transport?: Transport;
   /** @defaultValue the system clock */
   clock?: Clock;
@@ -39,6 +44,38 @@ export interface NodeOptions {
   recoveryConcurrency?: number;
   /** Identity and delegation: with it, no actor acts without a verified chain. */
   identity?: NodeIdentityOptions;
+  /** Leases, heartbeats and the sweeper (DESIGN.md §7). */
+  cluster?: ClusterOptions;
+  /** When idle actors leave memory. */
+  passivation?: PassivationOptions;
+  /** What the node says about itself in the node registry (an address, a version): a JSON object. */
+  info?: Record<string, Json>;
+}
+
+/** Leases and the sweeper. Every time is in milliseconds. */
+export interface ClusterOptions {
+  /**
+   * How long a node's lease lasts without a renewal, by the database's clock. When it expires any
+   * live node may take the node's actors over. @defaultValue 10000
+   */
+  leaseTtlMs?: number;
+  /** How often the node renews its lease (one statement). Must be below `leaseTtlMs / 2`. @defaultValue leaseTtlMs / 3 */
+  renewIntervalMs?: number;
+  /**
+   * How often the node claims orphaned actors and re-reads work NATS may have lost (pending
+   * messages, due timers, unstarted actors). @defaultValue 2000
+   */
+  sweepIntervalMs?: number;
+  /** Actors claimed or swept per statement. @defaultValue 500 */
+  sweepPageSize?: number;
+}
+
+/** Passivation: idle actors are dropped from memory and come back on their next message or timer. */
+export interface PassivationOptions {
+  /** An actor with nothing queued, running or in flight for this long leaves memory. @defaultValue 120000 */
+  idleMs?: number;
+  /** At most this many actors stay resident; past it the least recently used idle ones leave. @defaultValue 50000 */
+  residentActorsMax?: number;
 }
 
 /** @internal Options after parsing: every field present. */
@@ -56,6 +93,9 @@ export interface ResolvedNodeOptions {
   statusPollMs: number;
   recoveryConcurrency: number;
   identity: NodeIdentityOptions | undefined;
+  cluster: { leaseTtlMs: number; renewIntervalMs: number; sweepIntervalMs: number; sweepPageSize: number };
+  passivation: { idleMs: number; residentActorsMax: number };
+  info: Record<string, Json>;
 }
 
 const schema = z
@@ -89,6 +129,22 @@ const schema = z
         "identity options with an `authorities` map",
       )
       .optional(),
+    cluster: z
+      .object({
+        leaseTtlMs: z.number().int().min(100).max(3_600_000),
+        renewIntervalMs: z.number().int().min(10).max(1_800_000),
+        sweepIntervalMs: z.number().int().min(10).max(3_600_000),
+        sweepPageSize: z.number().int().min(1).max(10_000),
+      })
+      .partial()
+      .strict()
+      .optional(),
+    passivation: z
+      .object({ idleMs: z.number().int().min(1).max(86_400_000), residentActorsMax: z.number().int().min(1).max(10_000_000) })
+      .partial()
+      .strict()
+      .optional(),
+    info: z.record(z.string(), z.custom<Json>()).optional(),
   })
   .strict();
 
@@ -116,5 +172,19 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     statusPollMs: o.statusPollMs ?? 200,
     recoveryConcurrency: o.recoveryConcurrency ?? 16,
     identity: o.identity,
+    cluster: resolveCluster(o.cluster ?? {}),
+    passivation: { idleMs: o.passivation?.idleMs ?? 120_000, residentActorsMax: o.passivation?.residentActorsMax ?? 50_000 },
+    info: o.info ?? {},
   };
+}
+
+function resolveCluster(c: ClusterOptions): ResolvedNodeOptions["cluster"] {
+  const leaseTtlMs = c.leaseTtlMs ?? 10_000;
+  const renewIntervalMs = c.renewIntervalMs ?? Math.floor(leaseTtlMs / 3);
+  if (renewIntervalMs * 2 > leaseTtlMs) {
+    throw new ConfigError(`cluster.renewIntervalMs (${renewIntervalMs}) must be at most half of cluster.leaseTtlMs (${leaseTtlMs})`, {
+      details: { renewIntervalMs, leaseTtlMs },
+    });
+  }
+  return { leaseTtlMs, renewIntervalMs, sweepIntervalMs: c.sweepIntervalMs ?? 2_000, sweepPageSize: c.sweepPageSize ?? 500 };
 }

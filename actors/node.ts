@@ -28,6 +28,11 @@ import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from "
 import { toEnvelope } from "./internal/actor-state.js";
 import { Authorizer } from "./internal/authorizer.js";
 import type { RevocationTarget } from "../identity/index.js";
+import { ClusterLink, type ControlNotice, type WakeNotice } from "./internal/cluster-link.js";
+import { Membership, rendezvous } from "./internal/membership.js";
+import { Passivator } from "./internal/passivator.js";
+import { Sweeper } from "./internal/sweeper.js";
+import type { NodeRecord } from "../core/ports/store.js";
 
 /** What a caller reads about an actor. */
 export interface ActorView {
@@ -85,6 +90,8 @@ export interface ReconcileRequest {
   outcome: { state: "completed"; result: Json } | { state: "failed"; error: SerializedError };
 }
 
+/** Most actors remembered as waiting for room at the resident cap; beyond it the sweeper finds their work. */
+const deferredKeysMax = 100_000;
 const finalStatuses: readonly ActorStatus[] = ["completed", "failed", "stopped", "halted"];
 const idPattern = /^[A-Za-z0-9_.:@-]+$/;
 /** Tenant ids are principal segments (IDENTITY.md §2), so they are as strict as principals want. */
@@ -115,6 +122,22 @@ export class TesseraNode {
   readonly #chains = new Map<string, string[]>();
   #state: "new" | "started" | "closing" | "closed" = "new";
   #closedPromise: Promise<void> | undefined;
+  readonly #membership: Membership;
+  readonly #sweeper: Sweeper;
+  readonly #passivator: Passivator;
+  readonly #link: ClusterLink | undefined;
+  /** Wake-ups of passivated actors' timers, by actor key. */
+  readonly #dormant = new Map<string, () => void>();
+  #draining = false;
+  /** Activations put off because the node was at its resident cap. */
+  #deferred = 0;
+  #capSweepFutileAt = -Infinity;
+  /** Actors whose activation was put off at the cap, oldest first. */
+  readonly #waitingRoom = new Map<string, { tenantId: string; actorId: string }>();
+  #admitting = false;
+  #capSweptAt = 0;
+  /** The last enqueue of each actor under way on this node (see #serialized). */
+  readonly #lanes = new Map<string, Promise<void>>();
 
   /** @internal Use {@link createNode}. */
   constructor(options: NodeOptions) {
@@ -138,7 +161,37 @@ export class TesseraNode {
       model: o.model,
       retry: o.retry,
       authorizer: this.#authorizer,
+      leaseValid: () => this.#state !== "started" || this.#membership.holdsLease,
     });
+    this.#membership = new Membership({
+      store: this.#store,
+      nodeId: this.nodeId,
+      leaseTtlMs: o.cluster.leaseTtlMs,
+      renewIntervalMs: o.cluster.renewIntervalMs,
+      info: o.info,
+      logger: this.#logger,
+      onLost: () => this.#fence(),
+      onRegained: () => void this.#reclaim(),
+    });
+    this.#sweeper = new Sweeper({
+      store: this.#store,
+      nodeId: this.nodeId,
+      intervalMs: o.cluster.sweepIntervalMs,
+      pageSize: o.cluster.sweepPageSize,
+      logger: this.#logger,
+      now: () => this.#clock.now(),
+      canClaim: () => this.#state === "started" && !this.#draining && this.#membership.holdsLease,
+      activateAll: (actors) => this.#activateAll(actors),
+      isResident: (tenantId, actorId) => this.#cells.has(`${tenantId}\u0000${actorId}`),
+      refreshMailbox: (tenantId, actorId) => this.#refreshMailbox(tenantId, actorId),
+    });
+    this.#passivator = new Passivator({
+      idleMs: o.passivation.idleMs,
+      residentActorsMax: o.passivation.residentActorsMax,
+      cells: this.#cells,
+      passivate: (cell) => this.#passivate(cell),
+    });
+    this.#link = o.transport === undefined ? undefined : new ClusterLink(o.transport, this.#logger);
     this.#runtime = {
       nodeId: this.nodeId,
       clock: this.#clock,
@@ -155,6 +208,13 @@ export class TesseraNode {
         // A finished actor leaves memory; reads of it go to the store.
         if (cell.status !== "active" && this.#cells.get(cell.key) === cell) this.#cells.delete(cell.key);
         this.#notify(cell.key, cell.status);
+        // Past the resident cap, idle actors leave as soon as there are some (at most every 20 ms);
+        // actors put off at the cap come in as room appears.
+        if (this.#passivator.overCap && cell.idle && performance.now() - this.#capSweptAt > 20) {
+          this.#capSweptAt = performance.now();
+          this.#passivator.sweep();
+        }
+        if (cell.idle && this.#waitingRoom.size > 0) this.#admitDeferred();
       },
       authorizer: this.#authorizer,
       loadChain: (tenantId, chainRef) => this.#loadChain(tenantId, chainRef),
@@ -182,26 +242,51 @@ export class TesseraNode {
   async start(): Promise<{ recovered: number }> {
     if (this.#state !== "new") throw new AgentError("ERR_NODE_STATE", `node ${this.nodeId} cannot start: it is ${this.#state}`);
     this.#state = "started";
-    const pageSize = 500;
-    let recovered = 0;
-    let afterKey: { tenantId: string; actorId: string } | undefined;
-    for (;;) {
-      // One bounded transaction per page, so a large store is never claimed in one go.
-      const claimed = await this.#store.claimActiveActors(this.nodeId, pageSize, afterKey === undefined ? undefined : { afterKey });
-      recovered += claimed.length;
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < claimed.length) {
-          const actor = claimed[next++]!;
-          await this.#activate(actor.tenantId, actor.actorId, true);
-        }
-      };
-      await Promise.all(Array.from({ length: this.#options.recoveryConcurrency }, worker));
-      if (claimed.length < pageSize) break;
-      const last = claimed.at(-1)!;
-      afterKey = { tenantId: last.tenantId, actorId: last.actorId };
-    }
+    this.#link?.listen(this.nodeId, { wake: (notice) => this.#onWake(notice), control: (notice) => this.#onControl(notice) });
+    await this.#membership.start();
+    // A shared store: this id's previous life first (a restart under the same id), then whatever
+    // nodes whose lease expired left behind. An embedded store has one process: take everything.
+    let recovered: number;
+    if (this.#store.shared) recovered = (await this.#sweeper.claim("own")) + (await this.#sweeper.claim("orphaned"));
+    else recovered = await this.#sweeper.claim("any");
+    this.#sweeper.start();
+    this.#passivator.start();
+    this.#link?.broadcast({ kind: "node-joined", nodeId: this.nodeId });
     return { recovered };
+  }
+
+  /**
+   * Every node in the registry: its state, whether its lease is live by the database clock, and
+   * how many active actors it owns.
+   */
+  async listNodes(): Promise<NodeRecord[]> {
+    return this.#store.listNodes();
+  }
+
+  /** Counters of the cluster machinery (sweeps, claims, wake-ups, passivations), for tests and metrics. */
+  get clusterStats(): {
+    sweeps: number;
+    claimed: number;
+    reactivated: number;
+    refreshed: number;
+    passivated: number;
+    wakesSent: number;
+    wakesReceived: number;
+    publishFailures: number;
+    holdsLease: boolean;
+    liveNodes: readonly string[];
+    deferredActivations: number;
+  } {
+    return {
+      ...this.#sweeper.stats,
+      passivated: this.#passivator.passivated,
+      wakesSent: this.#link?.stats.wakesSent ?? 0,
+      wakesReceived: this.#link?.stats.wakesReceived ?? 0,
+      publishFailures: this.#link?.stats.publishFailures ?? 0,
+      holdsLease: this.#membership.holdsLease,
+      liveNodes: this.#membership.liveNodes,
+      deferredActivations: this.#deferred,
+    };
   }
 
   /**
@@ -220,6 +305,7 @@ export class TesseraNode {
     if (request.runId !== undefined) this.#checkId("runId", request.runId);
     const actorId = request.runId ?? newId("run");
     const chain = await this.#intakeChain(request.tenantId, actorId, request.chain, request.runId !== undefined);
+    const ownerNode = this.#placeNew(request.tenantId, actorId);
     const { actor, created } = await this.#store.createActor(
       {
         tenantId: request.tenantId,
@@ -232,7 +318,7 @@ export class TesseraNode {
         depth: 0,
         input: request.input,
         epoch: 1,
-        ownerNode: this.nodeId,
+        ownerNode,
         createdAt: this.#clock.now(),
         chainRef: chain?.chainRef,
       },
@@ -242,7 +328,8 @@ export class TesseraNode {
         chains: chain === undefined ? undefined : [chain],
       },
     );
-    if (created) this.#activateCreated(actor);
+    if (created && actor.ownerNode === this.nodeId) this.#activateCreated(actor);
+    else if (created && actor.ownerNode !== undefined) this.#link?.wake(actor.ownerNode, { tenantId: actor.tenantId, actorId: actor.actorId });
     else if (actor.ownerNode === this.nodeId) void this.#activate(actor.tenantId, actor.actorId);
     return { runId: actor.actorId, created };
   }
@@ -294,7 +381,9 @@ export class TesseraNode {
     const chain = await this.#intakeChain(request.tenantId, request.actorId, request.chain, true);
     message.chainRef = chain?.chainRef;
     const chains = chain === undefined ? undefined : [chain];
-    const { created } = await this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax, chains });
+    const { created } = await this.#serialized(`${request.tenantId}\u0000${request.actorId}`, () =>
+      this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax, chains }),
+    );
     if (created) this.#deliver(message);
     return { accepted: created };
   }
@@ -335,8 +424,15 @@ export class TesseraNode {
       throw new AgentError("ERR_EFFECT_NOT_UNKNOWN", `effect ${request.effectId} is ${effect.state}, not unknown`, {
         details: { state: effect.state },
       });
-    const cell = (await this.#activate(request.tenantId, request.actorId)) ?? undefined;
-    if (cell === undefined) throw new AgentError("ERR_ACTOR_NOT_ACTIVE", `actor ${request.actorId} is not active`);
+    const cell = (await this.#activate(request.tenantId, request.actorId, false, true)) ?? undefined;
+    if (cell === undefined) {
+      const record = await this.#store.getActor(request.tenantId, request.actorId);
+      if (record?.status === "active" && record.ownerNode !== this.nodeId)
+        throw new AgentError("ERR_ACTOR_NOT_LOCAL", `actor ${request.actorId} is owned by node ${record.ownerNode ?? "(none)"}: reconcile there`, {
+          details: { actorId: request.actorId, ownerNode: record.ownerNode ?? null },
+        });
+      throw new AgentError("ERR_ACTOR_NOT_ACTIVE", `actor ${request.actorId} is not active`);
+    }
     // Claim the effect (unknown → running, under this node's epoch) so that a repeated or concurrent
     // reconcile cannot apply a second outcome. A crash before the outcome commits leaves a running
     // non-idempotent effect, which recovery turns back into unknown: never a blind retry.
@@ -519,13 +615,47 @@ export class TesseraNode {
    */
   async drain(options: { graceMs: number }): Promise<void> {
     if (this.#state === "closed" || this.#state === "closing") return this.close();
+    if (this.#state === "started" && this.#store.shared) {
+      // Draining stays live: new runs go elsewhere while the actors here finish their steps.
+      this.#draining = true;
+      await this.#store.setNodeState(this.nodeId, "draining").catch((error: unknown) => {
+        this.#logger.warn({ err: serializeError(error) }, "could not mark the node draining");
+      });
+    }
     const deadline = Date.now() + options.graceMs;
     while (Date.now() < deadline) {
       const busy = [...this.#cells.values()].some((cell) => !cell.idle) || this.#effects.inflightCount > 0;
       if (!busy) break;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+    if (this.#draining) await this.#handOff();
     return this.close();
+  }
+
+  /**
+   * Moves this node's actors to the other live nodes (rendezvous hashing), each by compare-and-set
+   * with epoch + 1, and wakes their new owners: no one waits for this node's lease to expire.
+   */
+  async #handOff(): Promise<void> {
+    await this.#membership.refresh().catch(() => undefined);
+    const targets = this.#membership.liveNodes.filter((n) => n !== this.nodeId);
+    // Nothing steps here any more: a commit still under way is refused by the epoch the hand-off bumps.
+    for (const cell of this.#cells.values()) cell.evict();
+    this.#cells.clear();
+    if (targets.length === 0) return;
+    try {
+      for (;;) {
+        const moved = await this.#store.handOffActors(
+          this.nodeId,
+          (tenantId, actorId) => rendezvous(`${tenantId}\u0000${actorId}`, targets)!,
+          this.#options.cluster.sweepPageSize,
+        );
+        for (const actor of moved) this.#link?.wake(actor.ownerNode, { tenantId: actor.tenantId, actorId: actor.actorId });
+        if (moved.length < this.#options.cluster.sweepPageSize) break;
+      }
+    } catch (error) {
+      this.#logger.warn({ err: serializeError(error) }, "hand-off stopped early; the rest become orphans when this node stops");
+    }
   }
 
   /**
@@ -534,11 +664,26 @@ export class TesseraNode {
    */
   close(): Promise<void> {
     this.#closedPromise ??= (async () => {
+      const wasStarted = this.#state === "started";
       this.#state = "closing";
       this.#effects.close();
+      this.#sweeper.stop();
+      this.#passivator.stop();
+      this.#membership.stop();
       for (const cell of this.#cells.values()) cell.evict();
       this.#cells.clear();
-      await Promise.allSettled(this.#activating.values());
+      for (const cancel of this.#dormant.values()) cancel();
+      this.#dormant.clear();
+      await Promise.allSettled([...this.#activating.values(), this.#sweeper.settled(), this.#membership.settled()]);
+      if (wasStarted) {
+        // Leaving: whatever this node still owns is an orphan at once, for any live node to claim.
+        await this.#store.setNodeState(this.nodeId, "stopped").catch((error: unknown) => {
+          this.#logger.warn({ err: serializeError(error) }, "could not mark the node stopped; its lease expires on its own");
+        });
+        this.#link?.broadcast({ kind: "node-left", nodeId: this.nodeId });
+        await this.#link?.flush();
+      }
+      this.#link?.close();
       this.#state = "closed";
       for (const waiters of this.#waiters.values()) for (const wake of [...waiters]) wake();
     })();
@@ -570,6 +715,25 @@ export class TesseraNode {
     return stored;
   }
 
+  /**
+   * Runs `work` after every earlier work of the same key on this node. Enqueues to one actor
+   * touch the same mailbox rows: run concurrently, SERIALIZABLE transactions abort each other (a
+   * burst of a thousand events to one actor exhausts their retries); one at a time they do not.
+   */
+  #serialized<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const before = this.#lanes.get(key) ?? Promise.resolve();
+    const result = before.then(work, work);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#lanes.set(key, tail);
+    void tail.then(() => {
+      if (this.#lanes.get(key) === tail) this.#lanes.delete(key);
+    });
+    return result;
+  }
+
   #rememberChain(tenantId: string, chain: StoredChain): void {
     const key = `${tenantId}\u0000${chain.chainRef}`;
     if (this.#chains.size >= 10_000) this.#chains.delete(this.#chains.keys().next().value!);
@@ -592,6 +756,7 @@ export class TesseraNode {
   async revoke(tenantId: string, target: RevocationTarget, expiresAtSeconds: number): Promise<void> {
     if (this.#authorizer === undefined) throw new AgentError("ERR_CONFIG", "this node has no identity option");
     await this.#authorizer.revocations.revoke({ tenant: tenantId, target, expiresAt: expiresAtSeconds });
+    this.#link?.broadcast({ kind: "revoke", tenantId, target: target as unknown as Json, expiresAt: expiresAtSeconds });
   }
 
   /**
@@ -631,18 +796,138 @@ export class TesseraNode {
     for (const wake of [...waiters]) wake(status);
   }
 
+  /**
+   * Hands a durable message to its recipient: to the resident cell, to an activation here when
+   * this node owns the actor, or as a wake-up to the owning node. Whatever is lost on the way is
+   * still pending in the store, where the owner's sweeper finds it.
+   */
   #deliver(message: NewMessage): void {
     const key = `${message.tenantId}\u0000${message.actorId}`;
     const cell = this.#cells.get(key);
     if (cell !== undefined)
       return cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef);
-    // Not resident: an activation under way may have read the mailbox before this message landed,
-    // so the message is handed to the cell once it exists (the cell drops one it already has).
-    if (this.#state === "started" || this.#state === "new") {
-      void this.#activate(message.tenantId, message.actorId).then((activated) =>
-        activated?.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef),
-      );
+    if (this.#state !== "started" && this.#state !== "new") return;
+    void this.#route(message).catch((error: unknown) =>
+      this.#logger.warn({ err: serializeError(error), actorId: message.actorId }, "delivery failed; the sweeper will find the message"),
+    );
+  }
+
+  async #route(message: NewMessage): Promise<void> {
+    const record = await this.#store.getActor(message.tenantId, message.actorId);
+    if (record === undefined || record.status !== "active") return;
+    if (record.ownerNode === this.nodeId) return this.#deliverHere(message);
+    if (record.ownerNode === undefined || !this.#membership.liveNodes.includes(record.ownerNode)) return;
+    this.#link?.wake(record.ownerNode, {
+      tenantId: message.tenantId,
+      actorId: message.actorId,
+      message: {
+        messageId: message.messageId,
+        event: message.event as { type: string } & Record<string, Json>,
+        ...(message.chainRef === undefined ? {} : { chainRef: message.chainRef }),
+      },
+    });
+  }
+
+  /** An activation under way may have read the mailbox before this message landed, so it is handed to the cell once it exists (the cell drops one it already has). */
+  #deliverHere(message: { tenantId: string; actorId: string; messageId: string; event: Json; chainRef?: string | undefined }): void {
+    void this.#activate(message.tenantId, message.actorId).then((activated) =>
+      activated?.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef),
+    );
+  }
+
+  /** Another node says an actor this node owns has work. */
+  #onWake(notice: WakeNotice): void {
+    if (this.#state !== "started") return;
+    const m = notice.message;
+    if (m === undefined) {
+      void this.#activate(notice.tenantId, notice.actorId);
+      return;
     }
+    const cell = this.#cells.get(`${notice.tenantId}\u0000${notice.actorId}`);
+    if (cell !== undefined) return cell.enqueueMessage(m.messageId, m.event, m.chainRef);
+    this.#deliverHere({ tenantId: notice.tenantId, actorId: notice.actorId, messageId: m.messageId, event: m.event, chainRef: m.chainRef });
+  }
+
+  #onControl(notice: ControlNotice): void {
+    switch (notice.kind) {
+      case "node-joined":
+        if (notice.nodeId !== this.nodeId) this.#membership.noteJoined(notice.nodeId);
+        return;
+      case "node-left":
+        if (notice.nodeId !== this.nodeId) this.#sweeper.poke();
+        return;
+      case "revoke":
+        void this.#authorizer?.revocations
+          .revoke({ tenant: notice.tenantId, target: notice.target as unknown as RevocationTarget, expiresAt: notice.expiresAt })
+          .catch((error: unknown) => this.#logger.warn({ err: serializeError(error) }, "a broadcast revocation was refused"));
+        return;
+      case "directory":
+        void this.#authorizer?.syncNow(notice.tenantId).catch(() => undefined);
+        return;
+    }
+  }
+
+  /** Where a new run lives: the live node that rendezvous hashing picks (this one without a transport to reach others). */
+  #placeNew(tenantId: string, actorId: string): string {
+    if (this.#link === undefined || !this.#store.shared) return this.nodeId;
+    const candidates = this.#draining ? this.#membership.liveNodes.filter((n) => n !== this.nodeId) : this.#membership.liveNodes;
+    return rendezvous(`${tenantId}\u0000${actorId}`, candidates) ?? this.nodeId;
+  }
+
+  async #activateAll(actors: ReadonlyArray<{ tenantId: string; actorId: string }>): Promise<void> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < actors.length) {
+        const actor = actors[next++]!;
+        await this.#activate(actor.tenantId, actor.actorId, true);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.#options.recoveryConcurrency, actors.length) }, worker));
+  }
+
+  async #refreshMailbox(tenantId: string, actorId: string): Promise<void> {
+    const cell = this.#cells.get(`${tenantId}\u0000${actorId}`);
+    if (cell === undefined) return;
+    const messages = await this.#store.pendingMessages(tenantId, actorId, this.#limits.mailboxDepthMax + 1);
+    for (const message of messages)
+      cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef);
+  }
+
+  /** Drops an idle actor from memory; a timer it has armed wakes it again. */
+  #passivate(cell: ActorCell): void {
+    if (this.#cells.get(cell.key) !== cell) return;
+    const dueAt = cell.earliestTimerDueAt();
+    cell.evict();
+    this.#cells.delete(cell.key);
+    if (dueAt === undefined) return;
+    const { tenantId, actorId } = cell.identity;
+    const cancel = this.#clock.setTimer(
+      () => {
+        this.#dormant.delete(cell.key);
+        void this.#activate(tenantId, actorId);
+      },
+      Math.max(0, dueAt - this.#clock.now()),
+    );
+    this.#dormant.set(cell.key, cancel);
+  }
+
+  /** The lease is lost: nothing this node does for its actors may count any more. */
+  #fence(): void {
+    for (const cell of this.#cells.values()) cell.evict();
+    this.#cells.clear();
+    for (const cancel of this.#dormant.values()) cancel();
+    this.#dormant.clear();
+    this.#effects.abortAll(new AgentError("ERR_LEASE_LOST", `node ${this.nodeId} lost its lease`));
+  }
+
+  /** Registered again after a loss: take back what nobody took, then sweep for orphans. */
+  async #reclaim(): Promise<void> {
+    try {
+      await this.#sweeper.claim("own");
+    } catch (error) {
+      this.#logger.warn({ err: serializeError(error) }, "reclaiming own actors failed; the sweeper retries");
+    }
+    this.#sweeper.poke();
   }
 
   #reload(cell: ActorCell): void {
@@ -654,12 +939,16 @@ export class TesseraNode {
   }
 
   /** Loads an actor into memory (once) and resumes whatever it has pending in the store. */
-  #activate(tenantId: string, actorId: string, recovering = false): Promise<ActorCell | undefined> {
+  #activate(tenantId: string, actorId: string, recovering = false, overCapOk = false): Promise<ActorCell | undefined> {
     const key = `${tenantId}\u0000${actorId}`;
     const resident = this.#cells.get(key);
     if (resident !== undefined) return Promise.resolve(resident);
     const pending = this.#activating.get(key);
     if (pending !== undefined) return pending;
+    if (!overCapOk && !this.#hasRoom()) {
+      this.#defer(key, { tenantId, actorId });
+      return Promise.resolve(undefined);
+    }
     const activation = this.#load(tenantId, actorId, recovering)
       .catch((error: unknown) => {
         this.#logger.error({ err: serializeError(error), tenantId, actorId }, "actor activation failed");
@@ -673,6 +962,45 @@ export class TesseraNode {
 
   readonly #activationErrors = new Map<string, unknown>();
 
+  /**
+   * Whether one more actor may become resident: under `residentActorsMax`, after passivating idle
+   * actors if need be. When not, the actor's work waits in the store (durable: an unstarted actor,
+   * a pending message, a due timer) and the sweeper activates it once there is room.
+   */
+  #hasRoom(): boolean {
+    const cap = this.#options.passivation.residentActorsMax;
+    if (this.#cells.size + this.#activating.size < cap) return true;
+    // Make room for a tenth of the cap at once, so the scan is paid once per many activations;
+    // after a scan that freed nothing (every resident busy), wait 20 ms before scanning again.
+    if (performance.now() - this.#capSweepFutileAt > 20) {
+      const before = this.#cells.size;
+      this.#passivator.sweep(Math.max(0, cap - Math.max(1, Math.floor(cap / 10)) - this.#activating.size));
+      if (this.#cells.size === before) this.#capSweepFutileAt = performance.now();
+    }
+    return this.#cells.size + this.#activating.size < cap;
+  }
+
+  /** Remembers an activation put off at the cap (bounded; past that the sweeper finds the work in the store). */
+  #defer(key: string, actor: { tenantId: string; actorId: string }): void {
+    this.#deferred++;
+    if (this.#waitingRoom.size < deferredKeysMax) this.#waitingRoom.set(key, actor);
+  }
+
+  /** Activates put-off actors while there is room (a cell went idle, finished or left memory). */
+  #admitDeferred(): void {
+    if (this.#admitting || this.#waitingRoom.size === 0 || this.#state !== "started") return;
+    this.#admitting = true;
+    try {
+      for (const [key, actor] of this.#waitingRoom) {
+        if (!this.#hasRoom()) break;
+        this.#waitingRoom.delete(key);
+        void this.#activate(actor.tenantId, actor.actorId, true);
+      }
+    } finally {
+      this.#admitting = false;
+    }
+  }
+
   /** The error that kept an actor from activating on this node (e.g. `ERR_VERSION_UNSUPPORTED`), if any. */
   activationError(tenantId: string, actorId: string): AgentError | undefined {
     const error = this.#activationErrors.get(`${tenantId}\u0000${actorId}`);
@@ -684,6 +1012,8 @@ export class TesseraNode {
   }
 
   async #load(tenantId: string, actorId: string, recovering: boolean): Promise<ActorCell | undefined> {
+    // A node that lost its lease activates nothing until it holds one again.
+    if (this.#state === "started" && !this.#membership.holdsLease) return undefined;
     const record = await this.#store.getActor(tenantId, actorId);
     if (record === undefined || record.status !== "active" || this.#isClosing()) return undefined;
     if (record.ownerNode !== this.nodeId) return undefined;
@@ -704,6 +1034,7 @@ export class TesseraNode {
   #activateCreated(record: ActorRecord): void {
     const key = `${record.tenantId}\u0000${record.actorId}`;
     if (this.#cells.has(key) || this.#activating.has(key) || this.#isClosing()) return;
+    if (!this.#hasRoom()) return this.#defer(key, { tenantId: record.tenantId, actorId: record.actorId });
     const def = this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
     const activation = this.#install(
       { record, def, state: undefined, migrated: false, rowsRead: 0 },
@@ -741,6 +1072,13 @@ export class TesseraNode {
     }
     this.#cells.set(cell.key, cell);
     this.#activationErrors.delete(cell.key);
+    const dormant = this.#dormant.get(cell.key);
+    if (dormant !== undefined) {
+      dormant();
+      this.#dormant.delete(cell.key);
+    }
+    // Past the cap, the least recently active idle actors leave now, not at the next passivation tick.
+    if (this.#passivator.overCap) this.#passivator.sweep();
     if (record.revision === 0) cell.enqueueInit();
     for (const effect of pending.effects) cell.dispatchEffect(effect, pending.recovering || effect.state === "running");
     for (const timer of pending.timers) cell.armTimer(timer.timerId, timer.name, timer.dueAt, timer.chainRef);

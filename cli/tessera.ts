@@ -1,14 +1,26 @@
 #!/usr/bin/env -S npx tsx
 /**
- * The `tessera` command line. `tessera migrate` prepares a database (PostgreSQL/CockroachDB with
- * `--database-url`, or an embedded PGlite directory with `--data-dir`).
+ * The `tessera` command line (README in this folder):
+ *
+ * - `tessera migrate` prepares a database (PostgreSQL/CockroachDB with `--database-url`, or an
+ *   embedded PGlite directory with `--data-dir`).
+ * - `tessera node` runs a node in the foreground (node-command.ts).
+ *
+ * Every failure is one JSON line on stderr, `{"error":{"code","message"}}`, and a non-zero exit
+ * code: 1 for a configuration error, 2 for a fatal error at run time (cli-output.ts).
  */
-import { Command } from "commander";
+import { Command, CommanderError } from "commander";
 import { ConfigError } from "../core/errors.js";
 import { createPgStore } from "../persistence/pg/index.js";
 import { createPgliteStore } from "../persistence/pglite/index.js";
+import { exitWithError } from "./cli-output.js";
+import { registerNodeCommand } from "./node-command.js";
 
-const program = new Command("tessera").description("Tessera: durable actors for AI agents").showHelpAfterError();
+const program = new Command("tessera")
+  .description("Tessera: durable actors for AI agents")
+  // Usage errors become the same JSON error line as every other failure.
+  .exitOverride()
+  .configureOutput({ outputError: () => {} });
 
 program
   .command("migrate")
@@ -33,8 +45,19 @@ program
     }
   });
 
+registerNodeCommand(program);
+
+// Subcommands inherit the exit override and the silenced error output.
+for (const command of program.commands) command.exitOverride().configureOutput({ outputError: () => {} });
+
 program.parseAsync(process.argv).catch((error: unknown) => {
-  const e = error as { code?: string; message?: string };
-  process.stderr.write(`${JSON.stringify({ error: { code: e.code ?? "ERR_CLI", message: e.message ?? String(error) } })}\n`);
-  process.exit(1);
+  if (error instanceof CommanderError) {
+    // --help and --version end through here as well, with exit code 0.
+    if (error.exitCode === 0) process.exit(0);
+    if (error.code === "commander.help") return exitWithError(new ConfigError("give a command: migrate or node (see tessera --help)"));
+    return exitWithError(
+      new ConfigError(`${error.message.replace(/^error: /, "")} (see tessera --help)`, { details: { usage: error.code } }),
+    );
+  }
+  return exitWithError(error);
 });

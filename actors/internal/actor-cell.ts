@@ -53,8 +53,10 @@ export class ActorCell implements EffectOwner {
   readonly #input: Json;
   /** The chain the actor was started or spawned under. */
   readonly ownChainRef: string | undefined;
-  readonly #armed = new Map<string, { timerId: string; cancel: () => void }>();
+  readonly #armed = new Map<string, { timerId: string; dueAt: number; cancel: () => void }>();
   #running = false;
+  /** When the cell last had work (monotonic ms), for passivation. */
+  lastActiveAt = performance.now();
   #live = true;
   readonly #runtime: RuntimeContext;
 
@@ -123,6 +125,21 @@ export class ActorCell implements EffectOwner {
     return !this.#running && this.#queue.length === 0;
   }
 
+  /**
+   * Whether the cell may leave memory: live, past its first step, nothing queued or running, and no
+   * effect it waits for (an effect's result must find its cell; timers are re-armed on reactivation).
+   */
+  get passivatable(): boolean {
+    return this.isLive() && this.revision > 0 && this.idle && this.#openEffects.size === 0;
+  }
+
+  /** The earliest deadline of the cell's armed timers (clock ms), if any. */
+  earliestTimerDueAt(): number | undefined {
+    let earliest: number | undefined;
+    for (const armed of this.#armed.values()) if (earliest === undefined || armed.dueAt < earliest) earliest = armed.dueAt;
+    return earliest;
+  }
+
   /** Queues a mailbox message unless it is already queued. */
   enqueueMessage(messageId: string, event: StepEvent, chainRef: string | undefined): void {
     if (this.#queuedMessages.has(messageId) || this.#appliedRecently.has(messageId)) return;
@@ -172,11 +189,12 @@ export class ActorCell implements EffectOwner {
       },
       Math.max(0, dueAt - this.#runtime.clock.now()),
     );
-    this.#armed.set(name, { timerId, cancel });
+    this.#armed.set(name, { timerId, dueAt, cancel });
   }
 
   #push(item: WorkItem): void {
     if (!this.#live) return;
+    this.lastActiveAt = performance.now();
     this.#queue.push(item);
     if (!this.#running) void this.#drain();
   }
@@ -198,6 +216,7 @@ export class ActorCell implements EffectOwner {
       }
     } finally {
       this.#running = false;
+      this.lastActiveAt = performance.now();
       this.#runtime.notify(this);
     }
   }

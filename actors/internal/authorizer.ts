@@ -164,6 +164,8 @@ export class Authorizer {
         details: { tool: tool.name },
       } as never);
     }
+    // Keys certified or retired by other nodes (a lease taken over) count here within a second.
+    await this.#syncDirectory(tenantId);
     const toolPrincipal = `tsr:${tenantId}:tool:${tool.name}`;
     const handle = signer.beginTask(effectId, chain);
     try {
@@ -207,6 +209,13 @@ export class Authorizer {
     } finally {
       signer.endTask(handle);
     }
+  }
+
+  /** Re-reads a tenant's key directory now (another node said it changed). */
+  async syncNow(tenantId: string): Promise<void> {
+    if (this.#storeDirectory === undefined) return;
+    this.#syncedAt.set(tenantId, this.#clock.now());
+    await this.#storeDirectory.sync(tenantId);
   }
 
   /** Picks up keys other nodes certified (human keys, rotated anchors), at most once a second per tenant. */

@@ -48,6 +48,12 @@ export interface EffectRunnerDeps {
   model: ModelClient | undefined;
   retry: { baseDelayMs: number; maxDelayMs: number };
   authorizer: Authorizer | undefined;
+  /**
+   * Whether the node surely still holds its lease. Checked before a tool or model is called, so a
+   * node that was paused past its lease calls nothing when it wakes (the store's epoch check
+   * refuses its commits too).
+   */
+  leaseValid(): boolean;
 }
 
 /**
@@ -82,7 +88,12 @@ export class EffectRunner {
   /** Aborts every executing effect; their outcomes are dropped and recovery redoes them. */
   close(): void {
     this.#closed = true;
-    for (const controller of this.#inflight.values()) controller.abort(new AgentError("ERR_NODE_CLOSED", "node is closing"));
+    this.abortAll(new AgentError("ERR_NODE_CLOSED", "node is closing"));
+  }
+
+  /** Aborts every executing effect (the node lost its lease); the runner stays usable. */
+  abortAll(reason: Error): void {
+    for (const controller of this.#inflight.values()) controller.abort(reason);
   }
 
   async #run(owner: EffectOwner, effect: EffectRecord, recovering: boolean): Promise<void> {
@@ -92,6 +103,7 @@ export class EffectRunner {
     // Idempotent only if it was when planned and still is: a redeploy that changed the declaration
     // never turns a running non-idempotent effect into a retried one.
     const idempotent = effect.kind === "model" || (effect.idempotent && (tool?.idempotent ?? true));
+    if (!this.#deps.leaseValid()) return owner.effectFailed();
     if (!idempotent) {
       if (effect.state === "running") {
         // It may or may not have happened: never retried blindly, left for reconciliation.
@@ -143,6 +155,7 @@ export class EffectRunner {
     const waitMs = (effect.nextAttemptAt ?? 0) - clock.now();
     if (waitMs > 0) await new Promise<void>((resolve) => clock.setTimer(resolve, waitMs));
     if (!owner.isLive() || this.#closed) return;
+    if (!this.#deps.leaseValid()) return owner.effectFailed();
     return this.#attempt(owner, effect, attempt, true);
   }
 

@@ -87,8 +87,48 @@ export interface Store {
   claimActiveActors(
     nodeId: string,
     limit: number,
-    options?: { afterKey?: { tenantId: string; actorId: string } },
+    options?: { afterKey?: { tenantId: string; actorId: string }; only?: ClaimScope },
   ): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>>;
+
+  /**
+   * Whether other processes may use this store at the same time (PostgreSQL, CockroachDB). An
+   * embedded store (memory, PGlite) is used by one process: a node starting on it may take over
+   * every active actor at once, without waiting for the previous node's lease to expire.
+   */
+  readonly shared: boolean;
+
+  /**
+   * Registers a node (or a new life of a node id) with a lease of `leaseTtlMs` from the
+   * database's clock. A registration replaces an earlier row of the same id.
+   */
+  registerNode(registration: { nodeId: string; leaseTtlMs: number; info: Json }): Promise<NodeLease>;
+  /**
+   * Renews a live node's lease: one statement. Returns `undefined` when the node is no longer live
+   * (its lease expired before this renewal, or it was stopped): then other nodes may have taken its
+   * actors, and it must drop them and register again. Also returns the ids of the live nodes.
+   */
+  renewNode(nodeId: string, leaseTtlMs: number): Promise<NodeLease | undefined>;
+  /** Marks a node `draining` (still live, hands its actors off) or `stopped` (its actors are orphans at once). */
+  setNodeState(nodeId: string, state: "draining" | "stopped"): Promise<void>;
+  /** Every registered node with its lease, liveness by the database clock, and how many active actors it owns. */
+  listNodes(): Promise<NodeRecord[]>;
+  /**
+   * Moves up to `limit` active actors owned by `fromNodeId` to the nodes `assign` picks (a drain's
+   * hand-off), each by compare-and-set on its owner with epoch + 1.
+   *
+   * @returns the moved actors with their new owners and epochs
+   */
+  handOffActors(
+    fromNodeId: string,
+    assign: (tenantId: string, actorId: string) => string,
+    limit: number,
+  ): Promise<Array<{ tenantId: string; actorId: string; epoch: number; ownerNode: string }>>;
+  /**
+   * Active actors owned by `nodeId` that have work in the store: no step yet (revision 0), a
+   * pending mailbox message, a timer due at or before `dueBefore` (ms), or a planned or running
+   * effect. The sweeper reactivates them (what NATS or a passivation lost is re-derived from here).
+   */
+  findPendingWork(nodeId: string, dueBefore: number, limit: number): Promise<PendingWork[]>;
 
   /** Reads a payload stored by reference. */
   getBlob(tenantId: string, blobId: string): Promise<string | undefined>;
@@ -107,6 +147,46 @@ export interface Store {
   appendDirectory(entry: NewDirectoryEntry): Promise<number>;
   /** Reads a tenant's directory changes after `afterPosition`, in order, at most `limit`. */
   readDirectory(tenantId: string, afterPosition: number, limit: number): Promise<DirectoryEntry[]>;
+}
+
+/**
+ * Which active actors {@link Store.claimActiveActors} takes: `any` (an embedded store's only
+ * node), `own` (those the node id already owns: a restarted node's previous life), or `orphaned`
+ * (no owner, or an owner that is not live: lease expired, stopped, or never registered).
+ */
+export type ClaimScope = "any" | "own" | "orphaned";
+
+/** A node's lease as the database saw it. Times are ms since the epoch, by the database clock. */
+export interface NodeLease {
+  nodeId: string;
+  /** The database's clock when the statement ran. */
+  dbNow: number;
+  expiresAt: number;
+  /** Ids of the live nodes (this one included), sorted. */
+  liveNodes: string[];
+}
+
+/** A registered node. */
+export interface NodeRecord {
+  nodeId: string;
+  state: "active" | "draining" | "stopped";
+  /** Whether its lease has not expired (by the database clock) and it is not stopped. */
+  live: boolean;
+  registeredAt: number;
+  heartbeatAt: number;
+  leaseExpiresAt: number;
+  /** What the node said about itself when it registered (address, version, pid). */
+  info: Json;
+  /** Active actors whose lease names it. */
+  ownedActors: number;
+}
+
+/** An actor with work waiting in the store (see {@link Store.findPendingWork}). */
+export interface PendingWork {
+  tenantId: string;
+  actorId: string;
+  /** Whether it has a mailbox message not yet applied. */
+  pendingMessages: boolean;
 }
 
 /** A change to a tenant's key directory, as the identity layer records it. */

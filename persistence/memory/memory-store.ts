@@ -1,8 +1,10 @@
 import { AgentError, LimitError, SnapshotConflictError, StoreError } from "../../core/errors.js";
 import { assert, InvariantError } from "../../core/assert.js";
+import type { Json } from "../../core/json.js";
 import type {
   ActorQuery,
   ActorRecord,
+  ClaimScope,
   CommitOutcome,
   DirectoryEntry,
   EffectGuard,
@@ -14,6 +16,9 @@ import type {
   NewActor,
   NewDirectoryEntry,
   NewMessage,
+  NodeLease,
+  NodeRecord,
+  PendingWork,
   StepCommit,
   Store,
   StoredChain,
@@ -37,6 +42,21 @@ interface TenantData {
   chains: Map<string, string[]>;
   directory: DirectoryEntry[];
 }
+
+/** A registered node, as the `nodes` table of the SQL stores holds it. */
+interface NodeRow {
+  nodeId: string;
+  state: NodeRecord["state"];
+  registeredAt: number;
+  heartbeatAt: number;
+  leaseExpiresAt: number;
+  info: Json;
+}
+
+/** The longest node id accepted: the ceiling `idLengthMax` may be raised to. */
+const nodeIdLengthMax = 1024;
+/** The longest lease: a day, in milliseconds. */
+const leaseTtlMsMax = 24 * 3600 * 1000;
 
 const clone: <T>(value: T) => T = structuredClone;
 
@@ -83,8 +103,15 @@ function newActorRecord(actor: NewActor): ActorRecord {
  */
 export class MemoryStore implements Store {
   readonly kind = "memory";
+  readonly shared: boolean;
   readonly #tenants = new Map<string, TenantData>();
+  readonly #nodes = new Map<string, NodeRow>();
   #closed = false;
+
+  /** @param options - `shared`: whether to report the store as used by several processes (tests of cluster code) */
+  constructor(options: { shared?: boolean } = {}) {
+    this.shared = options.shared ?? false;
+  }
 
   async migrate(): Promise<void> {
     this.#open();
@@ -248,17 +275,23 @@ export class MemoryStore implements Store {
   async claimActiveActors(
     nodeId: string,
     limit: number,
-    options: { afterKey?: { tenantId: string; actorId: string } } = {},
+    options: { afterKey?: { tenantId: string; actorId: string }; only?: ClaimScope } = {},
   ): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>> {
     this.#open();
+    const only = options.only ?? "any";
+    assertNodeId(nodeId, "claimActiveActors");
     assert(Number.isSafeInteger(limit) && limit >= 0, "claimActiveActors limit is an integer >= 0");
+    assert(only === "any" || only === "own" || only === "orphaned", "claimActiveActors: only is any, own or orphaned");
     const after = options.afterKey;
+    const now = Date.now();
     const active: ActorRecord[] = [];
     for (const tenant of this.#tenants.values()) {
       for (const actor of tenant.actors.values()) {
         if (actor.status !== "active") continue;
         if (after !== undefined && (compareText(actor.tenantId, after.tenantId) || compareText(actor.actorId, after.actorId)) <= 0)
           continue;
+        if (only === "own" && actor.ownerNode !== nodeId) continue;
+        if (only === "orphaned" && !this.#orphaned(actor, nodeId, now)) continue;
         active.push(actor);
       }
     }
@@ -268,6 +301,127 @@ export class MemoryStore implements Store {
       actor.ownerNode = nodeId;
       return { tenantId: actor.tenantId, actorId: actor.actorId, epoch: actor.epoch };
     });
+  }
+
+  async registerNode(registration: { nodeId: string; leaseTtlMs: number; info: Json }): Promise<NodeLease> {
+    this.#open();
+    const { nodeId, leaseTtlMs } = registration;
+    assertNodeId(nodeId, "registerNode");
+    assertLeaseTtl(leaseTtlMs, "registerNode");
+    assert(typeof JSON.stringify(registration.info) === "string", "registerNode: info is JSON");
+    const now = Date.now();
+    const info = clone(registration.info);
+    this.#nodes.set(nodeId, { nodeId, state: "active", registeredAt: now, heartbeatAt: now, leaseExpiresAt: now + leaseTtlMs, info });
+    return this.#lease(nodeId, now);
+  }
+
+  async renewNode(nodeId: string, leaseTtlMs: number): Promise<NodeLease | undefined> {
+    this.#open();
+    assertNodeId(nodeId, "renewNode");
+    assertLeaseTtl(leaseTtlMs, "renewNode");
+    const now = Date.now();
+    const node = this.#nodes.get(nodeId);
+    // A lease that ran out is never extended: the node's actors may already be someone else's.
+    if (node === undefined || !isLive(node, now)) return undefined;
+    node.heartbeatAt = now;
+    node.leaseExpiresAt = now + leaseTtlMs;
+    return this.#lease(nodeId, now);
+  }
+
+  async setNodeState(nodeId: string, state: "draining" | "stopped"): Promise<void> {
+    this.#open();
+    assertNodeId(nodeId, "setNodeState");
+    assert(state === "draining" || state === "stopped", "setNodeState: state is draining or stopped");
+    const node = this.#nodes.get(nodeId);
+    // Stopped is final for a node's life: only a new registration revives the id.
+    if (node === undefined || node.state === "stopped") return;
+    if (state === "stopped" || node.state === "active") node.state = state;
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    this.#open();
+    const now = Date.now();
+    const owned = new Map<string, number>();
+    for (const tenant of this.#tenants.values()) {
+      for (const actor of tenant.actors.values()) {
+        if (actor.status === "active" && actor.ownerNode !== undefined) owned.set(actor.ownerNode, (owned.get(actor.ownerNode) ?? 0) + 1);
+      }
+    }
+    const nodes = [...this.#nodes.values()].sort((a, b) => compareText(a.nodeId, b.nodeId));
+    return nodes.map((node) => ({ ...clone(node), live: isLive(node, now), ownedActors: owned.get(node.nodeId) ?? 0 }));
+  }
+
+  async handOffActors(
+    fromNodeId: string,
+    assign: (tenantId: string, actorId: string) => string,
+    limit: number,
+  ): Promise<Array<{ tenantId: string; actorId: string; epoch: number; ownerNode: string }>> {
+    this.#open();
+    assertNodeId(fromNodeId, "handOffActors");
+    assert(Number.isSafeInteger(limit) && limit >= 0, "handOffActors limit is an integer >= 0");
+    const owned = this.#activeInKeyOrder((actor) => actor.ownerNode === fromNodeId).slice(0, limit);
+    const targets = owned.map((actor) => {
+      const target = assign(actor.tenantId, actor.actorId);
+      assertNodeId(target, "handOffActors assign");
+      return target;
+    });
+    const moved: Array<{ tenantId: string; actorId: string; epoch: number; ownerNode: string }> = [];
+    owned.forEach((actor, i) => {
+      const target = targets[i]!;
+      // Compare-and-set: `assign` may have run code that claimed the actor meanwhile.
+      if (target === fromNodeId || actor.status !== "active" || actor.ownerNode !== fromNodeId) return;
+      actor.epoch += 1;
+      actor.ownerNode = target;
+      moved.push({ tenantId: actor.tenantId, actorId: actor.actorId, epoch: actor.epoch, ownerNode: target });
+    });
+    return moved;
+  }
+
+  async findPendingWork(nodeId: string, dueBefore: number, limit: number): Promise<PendingWork[]> {
+    this.#open();
+    assertNodeId(nodeId, "findPendingWork");
+    assert(Number.isSafeInteger(dueBefore), "findPendingWork: dueBefore is an integer (ms)");
+    assert(Number.isSafeInteger(limit) && limit >= 0, "findPendingWork limit is an integer >= 0");
+    const found: PendingWork[] = [];
+    for (const actor of this.#activeInKeyOrder((candidate) => candidate.ownerNode === nodeId)) {
+      if (found.length >= limit) break;
+      const tenant = this.#tenants.get(actor.tenantId);
+      assert(tenant !== undefined, "an actor's tenant exists");
+      const pendingMessages = (tenant.pending.get(actor.actorId) ?? 0) > 0;
+      const dueTimer = [...(tenant.timers.get(actor.actorId)?.values() ?? [])].some((timer) => timer.dueAt <= dueBefore);
+      const openEffect = [...(tenant.effects.get(actor.actorId)?.values() ?? [])].some(
+        (effect) => effect.state === "planned" || effect.state === "running",
+      );
+      if (actor.revision === 0 || pendingMessages || dueTimer || openEffect) {
+        found.push({ tenantId: actor.tenantId, actorId: actor.actorId, pendingMessages });
+      }
+    }
+    return found;
+  }
+
+  /** Active actors that pass `filter`, in key order. */
+  #activeInKeyOrder(filter: (actor: ActorRecord) => boolean): ActorRecord[] {
+    const active: ActorRecord[] = [];
+    for (const tenant of this.#tenants.values()) {
+      for (const actor of tenant.actors.values()) if (actor.status === "active" && filter(actor)) active.push(actor);
+    }
+    return active.sort((a, b) => compareText(a.tenantId, b.tenantId) || compareText(a.actorId, b.actorId));
+  }
+
+  /** Whether an actor has no live owner other than `nodeId`: none, or one stopped, expired or never registered. */
+  #orphaned(actor: ActorRecord, nodeId: string, now: number): boolean {
+    if (actor.ownerNode === undefined) return true;
+    if (actor.ownerNode === nodeId) return false;
+    const owner = this.#nodes.get(actor.ownerNode);
+    return owner === undefined || !isLive(owner, now);
+  }
+
+  /** The lease of a node just registered or renewed at `now`, with the live nodes, sorted. */
+  #lease(nodeId: string, now: number): NodeLease {
+    const node = this.#nodes.get(nodeId);
+    assert(node !== undefined && isLive(node, now), "a node just registered or renewed is live");
+    const liveNodes = [...this.#nodes.values()].filter((other) => isLive(other, now)).map((other) => other.nodeId);
+    return { nodeId, dbNow: now, expiresAt: node.leaseExpiresAt, liveNodes: liveNodes.sort(compareText) };
   }
 
   async getBlob(tenantId: string, blobId: string): Promise<string | undefined> {
@@ -440,6 +594,21 @@ function storeChains(tenant: TenantData, chains: readonly StoredChain[] | undefi
 function assertChains(chains: readonly StoredChain[] | undefined): void {
   const problem = validateChains(chains);
   if (problem !== undefined) throw new InvariantError(problem);
+}
+
+/** A node is live while it is not stopped and its lease has not expired. */
+function isLive(node: NodeRow, now: number): boolean {
+  return node.state !== "stopped" && node.leaseExpiresAt > now;
+}
+
+function assertNodeId(nodeId: string, operation: string): void {
+  assert(typeof nodeId === "string" && nodeId.length > 0, `${operation}: nodeId is a non-empty string`);
+  assert(nodeId.length <= nodeIdLengthMax, `${operation}: nodeId has at most ${nodeIdLengthMax} characters`);
+}
+
+function assertLeaseTtl(leaseTtlMs: number, operation: string): void {
+  assert(Number.isSafeInteger(leaseTtlMs) && leaseTtlMs > 0, `${operation}: leaseTtlMs is a positive integer`);
+  assert(leaseTtlMs <= leaseTtlMsMax, `${operation}: leaseTtlMs is at most ${leaseTtlMsMax}`);
 }
 
 /** Code-point order, the order of PostgreSQL's "C" collation, so that adapters sort alike. */

@@ -155,5 +155,5 @@ export function createPgStore(options: PgStoreOptions): SqlStore {
     own.on("error", () => {});
     pool = own;
   }
-  return new SqlStore({ pool, schema: o.schema, ownsPool: o.pool === undefined, retry: o.retry, kind: "pg" });
+  return new SqlStore({ pool, schema: o.schema, ownsPool: o.pool === undefined, retry: o.retry, kind: "pg", shared: true });
 }

@@ -101,6 +101,8 @@ export async function createPgliteStore(options: PgliteStoreOptions): Promise<Sq
     ownsPool: true,
     retry: defaultSqlRetry,
     kind: "pglite",
+    // One process opens a PGlite database: its node may take every active actor over at once.
+    shared: false,
     onClose: () => database.close(),
   });
 }

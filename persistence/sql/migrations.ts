@@ -183,8 +183,33 @@ const keyDirectory: Migration = {
 };
 
 /**
+ * Cluster membership (DESIGN.md §7): one row per node id with its lease, stamped by the database's
+ * clock, and the indexes of per-owner queries. Active actors are found by owner through a partial
+ * index (the sweeper, hand-off, and the count of actors a node owns read only their owner's
+ * entries), and an actor's open effects through another, so that the sweeper's check for a
+ * planned or running effect does not read every effect the actor ever had. The nodes table is
+ * keyed by node id, not by tenant: nodes serve every tenant.
+ */
+const nodes: Migration = {
+  name: "0004_nodes",
+  sql: (s) => [
+    `CREATE TABLE IF NOT EXISTS ${s}.nodes (
+      node_id text NOT NULL,
+      state text NOT NULL,
+      registered_at bigint NOT NULL,
+      heartbeat_at bigint NOT NULL,
+      lease_expires_at bigint NOT NULL,
+      info jsonb NOT NULL,
+      PRIMARY KEY (node_id)
+    )`,
+    `CREATE INDEX IF NOT EXISTS actors_owner_idx ON ${s}.actors (owner_node, tenant_id, actor_id) WHERE status = 'active'`,
+    `CREATE INDEX IF NOT EXISTS effects_open_idx ON ${s}.effects (tenant_id, actor_id) WHERE state IN ('planned', 'running')`,
+  ],
+};
+
+/**
  * Every migration, oldest first. `migrate()` applies the ones not yet recorded, in this order.
  *
  * @internal
  */
-export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains, keyDirectory]);
+export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains, keyDirectory, nodes]);

@@ -4,6 +4,7 @@ import type { Json } from "../../core/json.js";
 import type {
   ActorQuery,
   ActorRecord,
+  ClaimScope,
   CommitOutcome,
   DirectoryEntry,
   EffectGuard,
@@ -15,6 +16,9 @@ import type {
   NewActor,
   NewDirectoryEntry,
   NewMessage,
+  NodeLease,
+  NodeRecord,
+  PendingWork,
   StepCommit,
   Store,
   StoredChain,
@@ -22,8 +26,17 @@ import type {
 } from "../../core/ports/store.js";
 import { validateChains } from "../internal/validate-commit.js";
 import { commitStepsSql, type DialectCache } from "./commit-steps.js";
-import { chainRows, chainsInsertCte, insertActorsSql, mailboxInsertCtes } from "./commit-writes.js";
+import { chainRows, chainsInsertCte, insertActorsSql } from "./commit-writes.js";
 import { runMigrations } from "./migrate.js";
+import {
+  claimActorsSql,
+  findPendingWorkSql,
+  handOffActorsSql,
+  listNodesSql,
+  registerNodeSql,
+  renewNodeSql,
+  setNodeStateSql,
+} from "./node-leases.js";
 import {
   actorFromRow,
   actorSelect,
@@ -55,6 +68,12 @@ export interface SqlStoreOptions {
   retry?: Partial<SqlRetryOptions>;
   /** The adapter name reported as `kind`. @defaultValue "pg" */
   kind?: string;
+  /**
+   * Whether other processes may use the database at the same time (reported as `shared`): true
+   * for PostgreSQL and CockroachDB, false for PGlite, which one process opens.
+   * @defaultValue true
+   */
+  shared?: boolean;
   /** Called once when the store closes, after the pool ended (PGlite closes its database here). */
   onClose?: () => Promise<void>;
 }
@@ -62,7 +81,9 @@ export interface SqlStoreOptions {
 /**
  * The {@link Store} over SQL, shared by the PostgreSQL/CockroachDB and PGlite adapters. Every
  * table is qualified with the schema; every write runs in a SERIALIZABLE transaction, retried on
- * SQLSTATE 40001, 40003, 40P01 and 55P03; driver errors leave as {@link StoreError}.
+ * SQLSTATE 40001, 40003, 40P01 and 55P03, except the single statements of the node registry and of
+ * orphan claims (see `node-leases.ts`), which run at the session's isolation so that nodes doing
+ * them at once do not abort each other; driver errors leave as {@link StoreError}.
  *
  * @example
  * ```ts
@@ -72,6 +93,7 @@ export interface SqlStoreOptions {
  */
 export class SqlStore implements Store, AsyncDisposable {
   readonly kind: string;
+  readonly shared: boolean;
   readonly #executor: SqlExecutor;
   readonly #tables: Tables;
   readonly #pool: SqlPool;
@@ -90,6 +112,9 @@ export class SqlStore implements Store, AsyncDisposable {
     this.#ownsPool = options.ownsPool;
     this.#onClose = options.onClose;
     this.kind = options.kind ?? "pg";
+    // Shared unless told otherwise: a node on a shared store waits for leases to expire before
+    // taking actors over, which is slower but never wrong; the opposite default would not be.
+    this.shared = options.shared ?? true;
     this.#executor = new SqlExecutor(options.pool, { ...defaultSqlRetry, ...options.retry });
   }
 
@@ -270,15 +295,21 @@ export class SqlStore implements Store, AsyncDisposable {
     assertChains(options.chains);
     const t = this.#tables;
     const { tenantId, actorId, messageId } = message;
-    return this.#executor.transaction("enqueueMessage", async (session) => {
-      // The pending count stops at the limit, so the check reads at most mailboxDepthMax index entries.
+    // A READ COMMITTED transaction that serializes on the actor's mailbox head row rather than a
+    // SERIALIZABLE one: concurrent enqueues to one actor, and the steps applying its mailbox, read
+    // and write the same index pages, and SERIALIZABLE transactions abort each other there under
+    // load (a burst of a thousand events to one actor ran out of retries). Here enqueues to one
+    // actor queue on the head row's lock; the depth is counted after the lock is held, so it sees
+    // every enqueue that went before (steps only lower it): the limit holds exactly. The message id
+    // is the key, so a duplicate does nothing. An actor that finishes meanwhile keeps the message
+    // pending, as it keeps any message it had not applied.
+    const tenantText = tenantId;
+    return this.#executor.lockingTransaction("enqueueMessage", async (session) => {
       const { rows } = await session.query(
         `SELECT a.status,
-           EXISTS (SELECT 1 FROM ${t.mailbox} m WHERE m.tenant_id = a.tenant_id AND m.actor_id = a.actor_id AND m.message_id = $3::text) AS duplicate,
-           (SELECT count(*) FROM (SELECT 1 FROM ${t.mailbox} m WHERE m.tenant_id = a.tenant_id AND m.actor_id = a.actor_id
-              AND m.applied_seq IS NULL LIMIT $4::int8) p) AS pending
+           EXISTS (SELECT 1 FROM ${t.mailbox} m WHERE m.tenant_id = a.tenant_id AND m.actor_id = a.actor_id AND m.message_id = $3::text) AS duplicate
          FROM ${t.actors} a WHERE a.tenant_id = $1::text AND a.actor_id = $2::text`,
-        [tenantId, actorId, messageId, max],
+        [tenantText, actorId, messageId],
       );
       const row = rows[0];
       if (row === undefined)
@@ -289,20 +320,44 @@ export class SqlStore implements Store, AsyncDisposable {
           details: { tenantId, actorId, status: row.status },
         });
       }
-      const pending = int8(row.pending, "pending");
+      // Takes the head row's lock (creating the row if needed) and reads its latest value.
+      const head = await session.query(
+        `INSERT INTO ${t.mailboxHeads} AS h (tenant_id, actor_id, next_ord) VALUES ($1::text, $2::text, 1)
+         ON CONFLICT (tenant_id, actor_id) DO UPDATE SET next_ord = h.next_ord RETURNING next_ord`,
+        [tenantText, actorId],
+      );
+      const ord = int8(head.rows[0]?.next_ord, "next_ord");
+      const p = new SqlParams();
+      const tenant = p.add(tenantId, "text");
+      const actor = p.add(actorId, "text");
+      const ctes = [
+        `pc AS (SELECT count(*) AS pending FROM (SELECT 1 FROM ${t.mailbox} m WHERE m.tenant_id = ${tenant} AND m.actor_id = ${actor}
+           AND m.applied_seq IS NULL LIMIT ${p.add(max, "int8")}) p)`,
+        `mm AS (INSERT INTO ${t.mailbox} (tenant_id, actor_id, message_id, ord, event, sender, created_at, applied_seq, chain_ref)
+           SELECT ${tenant}, ${actor}, ${p.add(messageId, "text")}, ${p.add(ord, "int8")}, ${p.add(jsonParam(message.event), "text")}::jsonb,
+             ${p.add(message.sender, "text")}, ${p.add(message.createdAt, "int8")}, NULL, ${p.add(message.chainRef ?? null, "text")}
+           FROM pc WHERE pc.pending < ${p.add(max, "int8")}
+           ON CONFLICT (tenant_id, actor_id, message_id) DO NOTHING RETURNING message_id)`,
+        `mh AS (UPDATE ${t.mailboxHeads} SET next_ord = next_ord + 1 WHERE tenant_id = ${tenant} AND actor_id = ${actor}
+           AND EXISTS (SELECT 1 FROM mm) RETURNING 1)`,
+      ];
+      const chains = chainRows(tenantId, message.createdAt, options.chains);
+      if (chains.length > 0) ctes.push(chainsInsertCte(p, t, chains, "EXISTS (SELECT 1 FROM mm)"));
+      const inserted = await session.query(
+        `WITH ${ctes.join(",\n")} SELECT (SELECT pending FROM pc) AS pending, (SELECT count(*) FROM mm) AS inserted`,
+        p.values,
+      );
+      const result = inserted.rows[0];
+      if (int8(result?.inserted, "inserted") === 1) return { created: true };
+      const pending = int8(result?.pending, "pending");
       if (pending >= max) {
         throw new LimitError("ERR_MAILBOX_FULL", `the mailbox of actor ${actorId} holds ${pending} pending messages, the limit is ${max}`, {
           retryable: true,
           details: { limit: "mailboxDepthMax", max, actual: pending, tenantId, actorId },
         });
       }
-      const p = new SqlParams();
-      const ctes = mailboxInsertCtes(p, t, [{ idx: 0, row: message }]);
-      const chains = chainRows(tenantId, message.createdAt, options.chains);
-      if (chains.length > 0) ctes.push(chainsInsertCte(p, t, chains, "EXISTS (SELECT 1 FROM mm)"));
-      const inserted = await session.query(`WITH ${ctes.join(",\n")} SELECT count(*) AS n FROM mm`, p.values);
-      assert(int8(inserted.rows[0]?.n, "n") === 1, "the checked message was inserted");
-      return { created: true };
+      // Inserted by a concurrent sender of the same id after this transaction's first read.
+      return { created: false };
     });
   }
 
@@ -343,39 +398,78 @@ export class SqlStore implements Store, AsyncDisposable {
    * than `limit`. Every claim bumps the epoch, even of an actor that `nodeId` already owns, so a
    * node restarted under the same id still fences off its previous incarnation.
    *
+   * `options.only` picks which actors: `any` (every active actor), `own` (those `nodeId` owns),
+   * or `orphaned` (no owner, or an owner that is not live by the database clock; never those of
+   * `nodeId`). Orphans are locked with `FOR UPDATE SKIP LOCKED` and updated by compare-and-set, so
+   * nodes claiming at once take disjoint sets without waiting for each other; a page may then come
+   * back short while another node claims the rest.
+   *
    * @param nodeId - the new owner
    * @param limit - the largest page; bounds the transaction
-   * @param options - `afterKey`, the cursor
+   * @param options - `afterKey`, the cursor; `only`, the scope (default `any`)
    * @returns the claimed actors with their new epochs, in key order
+   * @throws InvariantError on a bad node id, limit or scope
    */
-  async claimActiveActors(
+  claimActiveActors(
     nodeId: string,
     limit: number,
-    options: { afterKey?: { tenantId: string; actorId: string } } = {},
+    options: { afterKey?: { tenantId: string; actorId: string }; only?: ClaimScope } = {},
   ): Promise<Array<{ tenantId: string; actorId: string; epoch: number }>> {
-    assertLimit(limit, "claimActiveActors");
-    if (limit === 0) return [];
-    const t = this.#tables;
-    const p = new SqlParams();
-    const owner = p.add(nodeId, "text");
-    const after = options.afterKey;
-    const page =
-      after === undefined ? "" : `AND (tenant_id, actor_id) > (${p.add(after.tenantId, "text")}, ${p.add(after.actorId, "text")})`;
-    // The page is read through the partial index of active actors, in its order; the cursor
-    // compares in the same collation as ORDER BY, so pages neither overlap nor skip.
-    const text = `WITH c AS (SELECT tenant_id, actor_id FROM ${t.actors} WHERE status = 'active' ${page}
-        ORDER BY tenant_id, actor_id LIMIT ${p.add(limit, "int8")}),
-      claimed AS (UPDATE ${t.actors} a SET epoch = a.epoch + 1, owner_node = ${owner}
-        FROM c WHERE a.tenant_id = c.tenant_id AND a.actor_id = c.actor_id AND a.status = 'active'
-        RETURNING a.tenant_id, a.actor_id, a.epoch)
-      SELECT tenant_id, actor_id, epoch FROM claimed ORDER BY tenant_id, actor_id`;
-    const rows = await this.#executor.transaction("claimActiveActors", async (session) => (await session.query(text, p.values)).rows);
-    assert(rows.length <= limit, "a claim takes at most limit actors");
-    return rows.map((row) => ({
-      tenantId: row.tenant_id as string,
-      actorId: row.actor_id as string,
-      epoch: int8(row.epoch, "epoch"),
-    }));
+    return claimActorsSql(this.#executor, this.#tables, nodeId, limit, options);
+  }
+
+  /**
+   * Registers a node with a lease from the database clock, replacing an earlier row of its id.
+   *
+   * @param registration - the node id, the lease's length in ms, and what the node says about itself
+   * @returns the lease (by the database clock) and the sorted ids of the live nodes, this one included
+   * @throws InvariantError on an empty node id or a TTL that is not a positive integer of at most a day
+   */
+  registerNode(registration: { nodeId: string; leaseTtlMs: number; info: Json }): Promise<NodeLease> {
+    return registerNodeSql(this.#executor, this.#tables, registration);
+  }
+
+  /**
+   * Renews a live node's lease in one statement.
+   *
+   * @returns the new lease, or `undefined` when the node was not live (its lease had expired, it
+   *   was stopped, or it never registered): it must register again
+   */
+  renewNode(nodeId: string, leaseTtlMs: number): Promise<NodeLease | undefined> {
+    return renewNodeSql(this.#executor, this.#tables, nodeId, leaseTtlMs);
+  }
+
+  /** Marks a node draining or stopped; a stopped node stays stopped until it registers again. */
+  setNodeState(nodeId: string, state: "draining" | "stopped"): Promise<void> {
+    return setNodeStateSql(this.#executor, this.#tables, nodeId, state);
+  }
+
+  /** Every registered node, sorted by id, with liveness by the database clock and its active actors counted. */
+  listNodes(): Promise<NodeRecord[]> {
+    return listNodesSql(this.#executor, this.#tables);
+  }
+
+  /**
+   * Moves up to `limit` active actors of `fromNodeId` to the nodes `assign` picks, by
+   * compare-and-set on the owner with epoch + 1, in one transaction. `assign` must be pure: a
+   * retried transaction calls it again. Actors it assigns to `fromNodeId` itself stay.
+   *
+   * @returns the moved actors with their new owners and epochs
+   */
+  handOffActors(
+    fromNodeId: string,
+    assign: (tenantId: string, actorId: string) => string,
+    limit: number,
+  ): Promise<Array<{ tenantId: string; actorId: string; epoch: number; ownerNode: string }>> {
+    return handOffActorsSql(this.#executor, this.#tables, fromNodeId, assign, limit);
+  }
+
+  /**
+   * Active actors of `nodeId` with work in the store (no step yet, a pending message, a timer due
+   * at or before `dueBefore`, a planned or running effect), in key order, at most `limit`.
+   */
+  findPendingWork(nodeId: string, dueBefore: number, limit: number): Promise<PendingWork[]> {
+    return findPendingWorkSql(this.#executor, this.#tables, nodeId, dueBefore, limit);
   }
 
   async getBlob(tenantId: string, blobId: string): Promise<string | undefined> {

@@ -17,6 +17,7 @@ export interface Tables {
   readonly blobs: string;
   readonly chains: string;
   readonly keyDirectory: string;
+  readonly nodes: string;
 }
 
 /**
@@ -47,5 +48,6 @@ export function tablesFor(schema: string): Tables {
     blobs: `${s}.blobs`,
     chains: `${s}.chains`,
     keyDirectory: `${s}.key_directory`,
+    nodes: `${s}.nodes`,
   };
 }

@@ -7,6 +7,7 @@ import { translateError } from "./errors.js";
 
 /** How every transaction starts (DESIGN.md §11). */
 const beginSerializable = "BEGIN ISOLATION LEVEL SERIALIZABLE";
+const beginReadCommitted = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 /** Statement texts whose prepared-statement names are remembered. */
 const statementNamesMax = 4096;
@@ -108,19 +109,28 @@ export class SqlExecutor {
    * @throws StoreError, or whatever AgentError `work` throws
    */
   transaction<T>(operation: string, work: (session: SqlSession) => Promise<T>): Promise<T> {
-    return this.#withRetry(operation, true, work);
+    return this.#withRetry(operation, beginSerializable, work);
+  }
+
+  /**
+   * Runs `work` in one READ COMMITTED transaction (retried like the others): for work that takes
+   * row locks to serialize with its peers (`SELECT … FOR UPDATE`, an upsert), each statement then
+   * reading what committed before it, rather than aborting on every overlap as SERIALIZABLE would.
+   */
+  lockingTransaction<T>(operation: string, work: (session: SqlSession) => Promise<T>): Promise<T> {
+    return this.#withRetry(operation, beginReadCommitted, work);
   }
 
   /** Runs `work` (one statement, or reads that need no common snapshot) outside a transaction. */
   single<T>(operation: string, work: (session: SqlSession) => Promise<T>): Promise<T> {
-    return this.#withRetry(operation, false, work);
+    return this.#withRetry(operation, undefined, work);
   }
 
-  async #withRetry<T>(operation: string, transactional: boolean, work: (session: SqlSession) => Promise<T>): Promise<T> {
+  async #withRetry<T>(operation: string, begin: string | undefined, work: (session: SqlSession) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt += 1) {
       if (this.#closed) throw new StoreError("ERR_STORE_UNAVAILABLE", `${operation}: the store is closed`, { details: { operation } });
       try {
-        return await this.#attempt(operation, transactional, work);
+        return await this.#attempt(operation, begin, work);
       } catch (error) {
         const translated = error as AgentError;
         if (translated.code !== "ERR_STORE_RETRYABLE" || attempt >= this.#retry.attemptsMax) throw translated;
@@ -143,7 +153,8 @@ export class SqlExecutor {
   }
 
   /** One attempt; rejects only with AgentErrors. */
-  async #attempt<T>(operation: string, transactional: boolean, work: (session: SqlSession) => Promise<T>): Promise<T> {
+  async #attempt<T>(operation: string, begin: string | undefined, work: (session: SqlSession) => Promise<T>): Promise<T> {
+    const transactional = begin !== undefined;
     let client: pg.PoolClient;
     try {
       client = await this.#pool.connect();
@@ -164,7 +175,7 @@ export class SqlExecutor {
         const withBegin = beginPending;
         beginPending = false;
         if (withBegin) this.stats.transactions += 1;
-        const results = await this.#send(client, withBegin ? [{ text: beginSerializable }, ...statements] : statements);
+        const results = await this.#send(client, withBegin ? [{ text: begin! }, ...statements] : statements);
         return withBegin ? results.slice(1) : results;
       },
     };

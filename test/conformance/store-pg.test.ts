@@ -5,7 +5,19 @@ import { createPgStore, type SqlStore } from "../../persistence/pg/index.js";
 import { migrations } from "../../persistence/sql/migrations.js";
 import { createTestPgPool, dropSchemas, uniqueSchema } from "../helpers/sql.js";
 import { databaseUrl } from "../helpers/services.js";
-import { chain, commit, commitOk, createStarted, effect, message, newActor, outcomeError, timer } from "./store-fixtures.js";
+import {
+  chain,
+  commit,
+  commitOk,
+  createStarted,
+  effect,
+  message,
+  newActor,
+  outcomeError,
+  timer,
+  type MakeStore,
+} from "./store-fixtures.js";
+import { describeNodesConformance } from "./store-nodes.suite.js";
 import { describeStoreConformance } from "./store.suite.js";
 
 const admin = createTestPgPool(6);
@@ -26,13 +38,16 @@ function ownStore(schema = uniqueSchema(), options: Parameters<typeof createPgSt
   return store;
 }
 
-describeStoreConformance("pg", async () => {
+const makeStore: MakeStore = async () => {
   const schema = uniqueSchema();
   schemas.push(schema);
   // The suite's stores share one pool (the `pool` option); the store must not end it.
   const store = createPgStore({ pool: admin, schema });
   return { store, cleanup: () => store.close() };
-});
+};
+
+describeStoreConformance("pg", makeStore);
+describeNodesConformance("pg", makeStore);
 
 /** Holds a row lock on an actor in a SERIALIZABLE transaction until `release` is called. */
 async function lockActor(schema: string, actorId: string, set: string): Promise<{ release: () => Promise<void> }> {
@@ -148,6 +163,36 @@ describe("pg store: serialization failures", () => {
       expect(rejected?.status === "rejected" && rejected.reason).toMatchObject({ code: "ERR_MAILBOX_FULL" });
       expect(await one.pendingMessages("acme", actor.actorId, 10)).toHaveLength(1);
     }
+  });
+
+  it("a hand-off does not move an actor another node claimed while the hand-off waited for it", async () => {
+    const schema = uniqueSchema();
+    const store = ownStore(schema);
+    await store.migrate();
+    for (const actorId of ["act_1", "act_2", "act_3"]) await store.createActor(newActor("acme", { actorId, ownerNode: "node-1" }));
+    // Another node's claim of act_2 is under way: its row is locked when the hand-off reaches it.
+    const lock = await lockActor(schema, "act_2", "owner_node = 'node-x', epoch = epoch + 1");
+    const assigned: string[] = [];
+    const pending = store.handOffActors(
+      "node-1",
+      (_tenantId, actorId) => {
+        assigned.push(actorId);
+        return "node-2";
+      },
+      10,
+    );
+    await waitForLockWait(schema);
+    await lock.release();
+    const moved = await pending;
+    expect(moved.map((m) => [m.actorId, m.ownerNode, m.epoch])).toEqual([
+      ["act_1", "node-2", 2],
+      ["act_3", "node-2", 2],
+    ]);
+    // The first attempt saw act_2 as node-1's; the retry after the conflict no longer did.
+    expect(assigned).toContain("act_2");
+    expect(store.stats.retries).toBeGreaterThan(0);
+    const actor = await store.getActor("acme", "act_2");
+    expect([actor?.ownerNode, actor?.epoch]).toEqual(["node-x", 2]);
   });
 
   it("cancels a statement at statementTimeoutMs and reports it as a StoreError", async () => {

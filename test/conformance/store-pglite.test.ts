@@ -7,7 +7,8 @@ import type { NewActor } from "../../core/ports/store.js";
 import { createPgliteStore } from "../../persistence/pglite/index.js";
 import { SqlStore } from "../../persistence/sql/sql-store.js";
 import { openSharedPglite, uniqueSchema } from "../helpers/sql.js";
-import { commit, commitOk, createStarted, message } from "./store-fixtures.js";
+import { commit, commitOk, createStarted, message, type MakeStore } from "./store-fixtures.js";
+import { describeNodesConformance } from "./store-nodes.suite.js";
 import { describeStoreConformance } from "./store.suite.js";
 
 // One PGlite database for the suite (initdb takes seconds); each test gets a schema of its own.
@@ -19,11 +20,11 @@ afterAll(async () => {
   await shared?.close();
 });
 
-describeStoreConformance("pglite", async () => {
+const makeStore: MakeStore = async () => {
   if (shared === undefined) throw new Error("the shared PGlite database is not open");
   const pool = shared.pool;
   const schema = uniqueSchema();
-  const store = new SqlStore({ pool, schema, ownsPool: false, kind: "pglite" });
+  const store = new SqlStore({ pool, schema, ownsPool: false, kind: "pglite", shared: false });
   return {
     store,
     cleanup: async () => {
@@ -36,7 +37,10 @@ describeStoreConformance("pglite", async () => {
       }
     },
   };
-});
+};
+
+describeStoreConformance("pglite", makeStore);
+describeNodesConformance("pglite", makeStore);
 
 describe("pglite store: round trips", () => {
   it("group commit costs two round trips (BEGIN with the statement, then COMMIT), as on PostgreSQL", async () => {
@@ -81,6 +85,7 @@ describe("createPgliteStore", () => {
     const dataDir = path.join(dir, "nested", "deeper", "db");
     const first = await createPgliteStore({ dataDir, schema: "tessera" });
     expect(first.kind).toBe("pglite");
+    expect(first.shared).toBe(false);
     await first.migrate();
     const actor = await createStarted(first, "acme", { input: { keep: "me" } });
     await first.enqueueMessage(message("acme", actor.actorId, "m1"), { mailboxDepthMax: 4 });

@@ -201,6 +201,9 @@ async function main(): Promise<void> {
     nodeId: args.nodeId,
     retry: { baseDelayMs: 10, maxDelayMs: 100 },
     statusPollMs: 50,
+    // A killed worker's lease must expire before another node may take its actors (PostgreSQL is a
+    // shared store); a short lease keeps the trials quick. PGlite is embedded: no waiting there.
+    cluster: { leaseTtlMs: 1_000, renewIntervalMs: 250, sweepIntervalMs: 100 },
   });
   const starting = performance.now();
   const { recovered } = await node.start();

@@ -1,0 +1,126 @@
+import { serializeError } from "../../core/errors.js";
+import type { ClaimScope, Store } from "../../core/ports/store.js";
+import type { Logger } from "../logger.js";
+
+/** @internal What the sweeper needs from its node. */
+export interface SweeperDeps {
+  store: Store;
+  nodeId: string;
+  intervalMs: number;
+  pageSize: number;
+  logger: Logger;
+  /** The node clock's now, for timers' deadlines. */
+  now(): number;
+  /** Whether the node may take work now (started, holding its lease, not draining). */
+  canClaim(): boolean;
+  /** Activates actors the node now owns (a claimed page, or actors with work), `concurrency` at a time. */
+  activateAll(actors: ReadonlyArray<{ tenantId: string; actorId: string }>): Promise<void>;
+  /** Whether an actor is resident on the node. */
+  isResident(tenantId: string, actorId: string): boolean;
+  /** Re-reads a resident actor's mailbox (a wake-up for it may have been lost). */
+  refreshMailbox(tenantId: string, actorId: string): Promise<void>;
+}
+
+/**
+ * @internal The store-driven safety net under the transport: every interval it claims orphaned
+ * actors (owner gone: lease expired or stopped) and finds the node's own actors with work waiting
+ * in the store (unstarted, pending messages, due timers, open effects) that nothing in memory is
+ * handling, which is whatever a lost NATS message or a passivation left behind.
+ */
+export class Sweeper {
+  readonly #deps: SweeperDeps;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #sweeping: Promise<void> | undefined;
+  #again = false;
+  /** Counters, for tests and metrics. */
+  readonly stats = { sweeps: 0, claimed: 0, reactivated: 0, refreshed: 0 };
+
+  constructor(deps: SweeperDeps) {
+    this.#deps = deps;
+  }
+
+  start(): void {
+    this.#schedule();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Sweeps now (a node left); a sweep under way is followed by one more. */
+  poke(): void {
+    if (this.#stopped) return;
+    if (this.#sweeping !== undefined) {
+      this.#again = true;
+      return;
+    }
+    void this.#run();
+  }
+
+  /** Waits for a sweep under way. */
+  async settled(): Promise<void> {
+    await this.#sweeping;
+  }
+
+  /**
+   * Claims actors for this node, page by page, activating each page: `own` after a restart under
+   * the same id or a lost lease, `orphaned` on every sweep, `any` on an embedded store's only node.
+   *
+   * @returns how many were claimed
+   */
+  async claim(only: ClaimScope): Promise<number> {
+    const { store, nodeId, pageSize } = this.#deps;
+    let claimed = 0;
+    let afterKey: { tenantId: string; actorId: string } | undefined;
+    for (;;) {
+      if (!this.#deps.canClaim()) break;
+      const page = await store.claimActiveActors(nodeId, pageSize, { only, ...(afterKey === undefined ? {} : { afterKey }) });
+      claimed += page.length;
+      await this.#deps.activateAll(page);
+      if (page.length < pageSize) break;
+      const last = page.at(-1)!;
+      afterKey = { tenantId: last.tenantId, actorId: last.actorId };
+    }
+    return claimed;
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => void this.#run(), this.#deps.intervalMs);
+    this.#timer.unref();
+  }
+
+  async #run(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#sweeping = this.#sweep()
+      .catch((error: unknown) => this.#deps.logger.warn({ err: serializeError(error) }, "sweep failed; retrying next interval"))
+      .finally(() => {
+        this.#sweeping = undefined;
+        if (this.#again && !this.#stopped) {
+          this.#again = false;
+          void this.#run();
+        } else this.#schedule();
+      });
+    await this.#sweeping;
+  }
+
+  async #sweep(): Promise<void> {
+    const d = this.#deps;
+    if (!d.canClaim()) return;
+    this.stats.sweeps++;
+    this.stats.claimed += await this.claim("orphaned");
+    if (!d.canClaim()) return;
+    const work = await d.store.findPendingWork(d.nodeId, d.now() + d.intervalMs, d.pageSize);
+    const inactive = work.filter((w) => !d.isResident(w.tenantId, w.actorId));
+    this.stats.reactivated += inactive.length;
+    await d.activateAll(inactive);
+    for (const w of work) {
+      if (!w.pendingMessages || !d.isResident(w.tenantId, w.actorId)) continue;
+      this.stats.refreshed++;
+      await d.refreshMailbox(w.tenantId, w.actorId);
+    }
+  }
+}

@@ -1,0 +1,233 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { createNode, type TesseraNode } from "../../../actors/node.js";
+import { createInProcessBus, createInProcessTransport } from "../../../actors/transport/in-process/index.js";
+import type { Store } from "../../../core/ports/store.js";
+import { createMemoryStore } from "../../../persistence/memory/index.js";
+import { silent } from "../../helpers/silent-logger.js";
+import { makeClusterAgents, type CallCounter } from "./cluster-agents.js";
+
+async function until(check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not reached");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const open: TesseraNode[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((node) => node.close()));
+});
+
+/** Nodes sharing one store (as if it were PostgreSQL) and one in-process bus. */
+function cluster(calls: CallCounter, options: { leaseTtlMs?: number; idleMs?: number; residentActorsMax?: number } = {}) {
+  const store = createMemoryStore({ shared: true });
+  const bus = createInProcessBus();
+  const make = (nodeId: string): TesseraNode => {
+    const node = createNode({
+      store,
+      agents: makeClusterAgents(calls),
+      nodeId,
+      logger: silent,
+      statusPollMs: 10,
+      transport: createInProcessTransport({ bus, subjectPrefix: "cluster-test" }),
+      cluster: { leaseTtlMs: options.leaseTtlMs ?? 1_000, renewIntervalMs: Math.floor((options.leaseTtlMs ?? 1_000) / 4), sweepIntervalMs: 50 },
+      passivation: { idleMs: options.idleMs ?? 60_000, residentActorsMax: options.residentActorsMax ?? 10_000 },
+    });
+    open.push(node);
+    return node;
+  };
+  return { store, make };
+}
+
+async function ownersOf(store: Store, tenantId: string, ids: readonly string[]): Promise<Map<string, string | undefined>> {
+  const owners = new Map<string, string | undefined>();
+  for (const id of ids) owners.set(id, (await store.getActor(tenantId, id))?.ownerNode);
+  return owners;
+}
+
+describe("nodes sharing a store", () => {
+  it("places new runs on every live node and delivers events to whichever node owns the actor", async () => {
+    const calls: CallCounter = new Map();
+    const { store, make } = cluster(calls);
+    const a = make("node-a");
+    const b = make("node-b");
+    const c = make("node-c");
+    await a.start();
+    await b.start();
+    await c.start();
+    // node-a learns of the others from their announcements (or its next renewal).
+    await until(() => a.clusterStats.liveNodes.length === 3);
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const { runId } = await a.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}`, runId: `r${i}` });
+      ids.push(runId);
+    }
+    const owners = await ownersOf(store, "t", ids);
+    const perNode = new Map<string, number>();
+    for (const owner of owners.values()) perNode.set(owner!, (perNode.get(owner!) ?? 0) + 1);
+    expect([...perNode.keys()].sort()).toEqual(["node-a", "node-b", "node-c"]);
+    // Once each has noted its start (the counter ignores events before that), events go in through
+    // one node and each actor's owner applies them.
+    await until(async () => (await Promise.all(ids.map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2));
+    for (const id of ids) {
+      await b.sendEvent({ tenantId: "t", actorId: id, event: { type: "inc", n: 1 }, messageId: `${id}-inc` });
+      await b.sendEvent({ tenantId: "t", actorId: id, event: { type: "finish" }, messageId: `${id}-fin` });
+    }
+    for (const id of ids) {
+      const view = await c.waitForStatus("t", id, { timeoutMs: 10_000 });
+      expect(view).toMatchObject({ status: "completed", output: { count: 1 }, ownerNode: owners.get(id) });
+    }
+    expect([...calls.values()].every((n) => n === 1)).toBe(true);
+    expect(calls.size).toBe(60);
+    const nodes = await a.listNodes();
+    expect(nodes.map((n) => n.nodeId)).toEqual(["node-a", "node-b", "node-c"]);
+    expect(nodes.every((n) => n.live)).toBe(true);
+  });
+
+  it("a node that closes leaves its actors to the others at once, with a new epoch", async () => {
+    const calls: CallCounter = new Map();
+    const { store, make } = cluster(calls, { leaseTtlMs: 60_000 });
+    const a = make("node-a");
+    await a.start();
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push((await a.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
+    await until(async () => (await Promise.all(ids.map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2));
+    const b = make("node-b");
+    await b.start();
+    await a.close();
+    // Long lease: only the stopped state and the node-left broadcast make them orphans this soon.
+    await until(async () => [...(await ownersOf(store, "t", ids)).values()].every((o) => o === "node-b"));
+    for (const id of ids) {
+      expect((await store.getActor("t", id))!.epoch).toBe(2);
+      await b.sendEvent({ tenantId: "t", actorId: id, event: { type: "finish" }, messageId: `${id}-fin` });
+    }
+    for (const id of ids) expect((await b.waitForStatus("t", id, { timeoutMs: 10_000 })).status).toBe("completed");
+    const nodes = await b.listNodes();
+    expect(nodes.find((n) => n.nodeId === "node-a")).toMatchObject({ state: "stopped", live: false, ownedActors: 0 });
+    expect(nodes.find((n) => n.nodeId === "node-b")).toMatchObject({ live: true, ownedActors: 0 });
+  });
+
+  it("drain hands actors to the live nodes, and parents and children on different nodes still hear each other", async () => {
+    const calls: CallCounter = new Map();
+    const { store, make } = cluster(calls, { leaseTtlMs: 60_000 });
+    const a = make("node-a");
+    await a.start();
+    const parents: string[] = [];
+    for (let i = 0; i < 16; i++)
+      parents.push((await a.startRun({ tenantId: "t", agentType: "parent", input: null, idempotencyKey: `p${i}` })).runId);
+    const kids = async (): Promise<string[]> =>
+      (await Promise.all(parents.map((p) => store.listActors("t", { parentId: p, limit: 5 })))).map((list) => list[0]?.actorId ?? "");
+    await until(async () => (await kids()).every((k) => k !== ""));
+    const children = await kids();
+    const b = make("node-b");
+    const c = make("node-c");
+    await b.start();
+    await c.start();
+    await until(() => a.clusterStats.liveNodes.length === 3);
+    await a.drain({ graceMs: 1_000 });
+    const owners = await ownersOf(store, "t", [...parents, ...children]);
+    expect([...owners.values()].every((o) => o === "node-b" || o === "node-c")).toBe(true);
+    const split = parents.filter((p, i) => owners.get(p) !== owners.get(children[i]!));
+    expect(split.length).toBeGreaterThan(0);
+    for (const child of children) await b.sendEvent({ tenantId: "t", actorId: child, event: { type: "go" }, messageId: `${child}-go` });
+    for (const parent of parents) {
+      expect(await c.waitForStatus("t", parent, { timeoutMs: 10_000 })).toMatchObject({ status: "completed", output: { tag: "kid" } });
+    }
+  });
+
+  it("stopping a parent stops its child on another node", async () => {
+    const calls: CallCounter = new Map();
+    const { store, make } = cluster(calls, { leaseTtlMs: 60_000 });
+    const a = make("node-a");
+    await a.start();
+    const parents: string[] = [];
+    for (let i = 0; i < 8; i++) parents.push((await a.startRun({ tenantId: "t", agentType: "parent", input: null, idempotencyKey: `s${i}` })).runId);
+    await until(async () => (await Promise.all(parents.map((p) => store.listActors("t", { parentId: p, limit: 5 })))).every((l) => l.length === 1));
+    const b = make("node-b");
+    const c = make("node-c");
+    await b.start();
+    await c.start();
+    await a.drain({ graceMs: 1_000 });
+    for (const parent of parents) await c.stopActor("t", parent);
+    for (const parent of parents) {
+      expect((await b.waitForStatus("t", parent, { timeoutMs: 10_000 })).status).toBe("stopped");
+      const [kid] = await store.listActors("t", { parentId: parent, limit: 5 });
+      expect((await b.waitForStatus("t", kid!.actorId, { timeoutMs: 10_000 })).status).toBe("stopped");
+    }
+  });
+
+  it("a node that cannot renew stops acting, and comes back as a new life when it can", async () => {
+    const calls: CallCounter = new Map();
+    const { store, make } = cluster(calls, { leaseTtlMs: 400 });
+    const a = make("node-a");
+    await a.start();
+    const { runId } = await a.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: "one" });
+    await until(async () => (await store.getActor("t", runId))!.revision >= 2);
+    // Another node stops node-a in the registry (as an operator would): its next renewal fails.
+    await store.setNodeState("node-a", "stopped");
+    await until(() => !a.clusterStats.holdsLease);
+    expect(a.residentActors).toBe(0);
+    // It registers again and takes back its own actor with a new epoch.
+    await until(() => a.clusterStats.holdsLease);
+    await until(async () => (await store.getActor("t", runId))!.epoch >= 2);
+    await a.sendEvent({ tenantId: "t", actorId: runId, event: { type: "finish" }, messageId: "fin" });
+    expect((await a.waitForStatus("t", runId, { timeoutMs: 10_000 })).status).toBe("completed");
+  });
+});
+
+describe("passivation", () => {
+  it("drops idle actors from memory and brings them back on their next message", async () => {
+    const calls: CallCounter = new Map();
+    const store = createMemoryStore();
+    const node = createNode({ store, agents: makeClusterAgents(calls), logger: silent, passivation: { idleMs: 30 } });
+    open.push(node);
+    await node.start();
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) ids.push((await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
+    await until(async () => (await Promise.all(ids.map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2));
+    await until(() => node.residentActors === 0);
+    expect(node.clusterStats.passivated).toBeGreaterThanOrEqual(10);
+    await node.sendEvent({ tenantId: "t", actorId: ids[3]!, event: { type: "inc", n: 7 }, messageId: "m1" });
+    await node.sendEvent({ tenantId: "t", actorId: ids[3]!, event: { type: "finish" }, messageId: "m2" });
+    expect(await node.waitForStatus("t", ids[3]!, { timeoutMs: 5_000 })).toMatchObject({ status: "completed", output: { count: 1 } });
+    expect(await node.getContext("t", ids[3]!)).toEqual({ seen: [7] });
+  });
+
+  it("a passivated actor's durable timer still fires", async () => {
+    const calls: CallCounter = new Map();
+    const store = createMemoryStore();
+    const node = createNode({ store, agents: makeClusterAgents(calls), logger: silent, passivation: { idleMs: 20 } });
+    open.push(node);
+    await node.start();
+    const { runId } = await node.startRun({ tenantId: "t", agentType: "sleeper", input: { ms: 400 }, idempotencyKey: "nap" });
+    await until(() => node.clusterStats.passivated >= 1);
+    expect(node.residentActors).toBe(0);
+    expect(await node.waitForStatus("t", runId, { timeoutMs: 5_000 })).toMatchObject({ status: "completed", output: { woke: true } });
+  });
+
+  it("keeps resident actors under the cap, dropping the least recently active idle ones", async () => {
+    const calls: CallCounter = new Map();
+    const store = createMemoryStore();
+    const node = createNode({
+      store,
+      agents: makeClusterAgents(calls),
+      logger: silent,
+      passivation: { idleMs: 3_600_000, residentActorsMax: 5 },
+    });
+    open.push(node);
+    await node.start();
+    let residentMax = 0;
+    const sampler = setInterval(() => (residentMax = Math.max(residentMax, node.residentActors)), 1);
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i++) ids.push((await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
+    await until(async () => (await Promise.all(ids.map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2));
+    await until(() => node.residentActors <= 5);
+    for (const id of ids) await node.sendEvent({ tenantId: "t", actorId: id, event: { type: "finish" }, messageId: `${id}-f` });
+    for (const id of ids) expect((await node.waitForStatus("t", id, { timeoutMs: 5_000 })).status).toBe("completed");
+    clearInterval(sampler);
+    expect([...calls.values()].every((n) => n === 1)).toBe(true);
+    // Never more than the cap at once: activations past it wait for room.
+    expect(residentMax).toBeLessThanOrEqual(5);
+  });
+});
