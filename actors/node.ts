@@ -385,6 +385,7 @@ export class TesseraNode {
       this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax, chains }),
     );
     if (created) this.#deliver(message);
+    else await this.#redeliver(request.tenantId, request.actorId, request.messageId);
     return { accepted: created };
   }
 
@@ -713,6 +714,17 @@ export class TesseraNode {
     const stored = { chainRef: Authorizer.chainRefOf(tokens), tokens: [...tokens] };
     this.#rememberChain(tenantId, stored);
     return stored;
+  }
+
+  /**
+   * A message id sent again: the first send may have stored it without its caller (or this node)
+   * hearing so (a COMMIT whose answer was lost), and then nobody delivered it. If it is still
+   * pending, deliver the stored message now rather than leave it to the sweeper, so that it is not
+   * overtaken by messages sent after it.
+   */
+  async #redeliver(tenantId: string, actorId: string, messageId: string): Promise<void> {
+    const stored = await this.#store.getMessage(tenantId, actorId, messageId);
+    if (stored !== undefined && stored.appliedSeq === undefined) this.#deliver(stored);
   }
 
   /**

@@ -161,6 +161,14 @@ export class SqlExecutor {
     } catch (error) {
       throw translateError(error, operation);
     }
+    // A connection that ends while checked out (a network cut between or during statements) makes
+    // the client emit 'error'; unheard, that would be an uncaught exception in the embedding process.
+    // The statement under way fails on its own; the connection is destroyed on release.
+    let lost: Error | undefined;
+    const onLost = (error: Error): void => {
+      lost ??= error;
+    };
+    client.on("error", onLost);
     // BEGIN is sent with the first statement of the work, in the same round trip when the
     // connection pipelines; a transaction that sends no statement sends neither BEGIN nor COMMIT.
     let beginPending = transactional;
@@ -190,8 +198,9 @@ export class SqlExecutor {
       else if (transactional && !beginPending) broken = await this.#rollback(client);
       throw translated;
     } finally {
+      client.off("error", onLost);
       // A connection that failed is destroyed rather than handed to the next caller.
-      client.release(broken);
+      client.release(broken ?? lost);
     }
   }
 
