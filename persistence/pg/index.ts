@@ -26,6 +26,13 @@ export interface PgStoreOptions {
   statementTimeoutMs?: number;
   /** Limit of waiting for a connection (new or from the pool), in milliseconds. @defaultValue 5000 */
   connectionTimeoutMs?: number;
+  /**
+   * The server ends a transaction left open and idle this long (`idle_in_transaction_session_timeout`),
+   * in milliseconds. A node paused between a step's statement and its COMMIT (SIGSTOP, a frozen VM)
+   * would otherwise hold the actor rows' locks for as long as the pause, and no other node could take
+   * them over. Keep it below the cluster's lease TTL. @defaultValue 2000
+   */
+  idleInTransactionTimeoutMs?: number;
   /** An idle connection is closed after this long, in milliseconds. @defaultValue 10000 */
   idleTimeoutMs?: number;
   /**
@@ -48,6 +55,7 @@ interface ResolvedPgStoreOptions {
   poolSize: number;
   statementTimeoutMs: number;
   connectionTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
   idleTimeoutMs: number;
   genericPlans: boolean;
   retry: SqlRetryOptions;
@@ -73,6 +81,7 @@ const optionsSchema = z
     poolSize: z.number().int().min(1).max(1000).default(10),
     statementTimeoutMs: positiveMs.default(30_000),
     connectionTimeoutMs: positiveMs.default(5_000),
+    idleInTransactionTimeoutMs: positiveMs.default(2_000),
     idleTimeoutMs: positiveMs.default(10_000),
     genericPlans: z.boolean().default(true),
     retry: z
@@ -142,6 +151,7 @@ export function createPgStore(options: PgStoreOptions): SqlStore {
       connectionTimeoutMillis: o.connectionTimeoutMs,
       idleTimeoutMillis: o.idleTimeoutMs,
       statement_timeout: o.statementTimeoutMs,
+      idle_in_transaction_session_timeout: o.idleInTransactionTimeoutMs,
       application_name: "tessera",
       ...(o.genericPlans ? { options: "-c plan_cache_mode=force_generic_plan" } : {}),
       // Statements of one transaction go out back to back (BEGIN with the first statement): a

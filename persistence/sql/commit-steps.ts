@@ -124,8 +124,10 @@ async function writeBatch(
     ? "cockroach"
     : "postgres";
   let prelude = dialect.dialect === "cockroach" ? [cockroachMultipleModifications] : [];
-  for (const round of planRounds(items)) {
-    const results = await session.queryAll([...prelude, stepStatement(tables, round)]);
+  const rounds = planRounds(items);
+  for (const [r, round] of rounds.entries()) {
+    // The last round carries the COMMIT: one round trip for the whole group commit.
+    const results = await session.queryAll([...prelude, stepStatement(tables, round)], { commit: r === rounds.length - 1 });
     prelude = [];
     const last = results[results.length - 1];
     assert(last !== undefined, "the step statement has a result");

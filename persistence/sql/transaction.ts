@@ -57,6 +57,8 @@ export interface SqlStatement {
 export interface SqlResult {
   rows: Row[];
   rowCount: number;
+  /** The command tag the server answered (`INSERT`, `COMMIT`, `ROLLBACK`, …). */
+  command?: string;
 }
 
 /** Runs statements on one connection, counting them. */
@@ -69,10 +71,14 @@ export interface SqlSession {
    * statements that are harmless after a failure: inside a transaction, a failure aborts it and
    * every later statement fails too.
    *
+   * With `commit`, the transaction's COMMIT goes out behind the statements in the same round trip
+   * (the work must send nothing after): a client paused after sending them cannot leave the
+   * transaction open holding its locks, and the step takes one round trip instead of two.
+   *
    * @returns one result per statement
    * @throws the error of the first statement that failed, once every statement sent was answered
    */
-  queryAll(statements: readonly SqlStatement[]): Promise<SqlResult[]>;
+  queryAll(statements: readonly SqlStatement[], options?: { commit?: boolean }): Promise<SqlResult[]>;
 }
 
 /**
@@ -172,29 +178,47 @@ export class SqlExecutor {
     // BEGIN is sent with the first statement of the work, in the same round trip when the
     // connection pipelines; a transaction that sends no statement sends neither BEGIN nor COMMIT.
     let beginPending = transactional;
+    let committed = false;
     const session: SqlSession = {
       query: async (text, values) => {
         const [result] = await session.queryAll([{ text, values }]);
         assert(result !== undefined, "one statement has one result");
         return result;
       },
-      queryAll: async (statements) => {
+      queryAll: async (statements, options) => {
         assert(statements.length > 0, "queryAll needs a statement");
+        assert(!committed, "nothing is sent after a pipelined COMMIT");
         const withBegin = beginPending;
         beginPending = false;
         if (withBegin) this.stats.transactions += 1;
-        const results = await this.#send(client, withBegin ? [{ text: begin! }, ...statements] : statements);
-        return withBegin ? results.slice(1) : results;
+        const commit = options?.commit === true && transactional;
+        if (commit) committed = true;
+        const results = await this.#send(client, [
+          ...(withBegin ? [{ text: begin! }] : []),
+          ...statements,
+          ...(commit ? [{ text: "COMMIT" }] : []),
+        ]);
+        if (commit) {
+          const tag = results.at(-1)?.command;
+          // PostgreSQL answers the COMMIT of a failed transaction with ROLLBACK; that is no commit.
+          if (tag !== "COMMIT")
+            throw new StoreError("ERR_STORE", `COMMIT was answered with ${String(tag)}: the transaction did not commit`, {
+              details: { command: tag ?? null },
+            });
+        }
+        return results.slice(withBegin ? 1 : 0, commit ? -1 : undefined);
       },
     };
     let broken: Error | undefined;
     try {
       const result = await work(session);
-      if (transactional && !beginPending) await this.#commit(client);
+      if (transactional && !beginPending && !committed) await this.#commit(client);
       return result;
     } catch (error) {
       const translated = translateError(error, operation);
       if (translated.code === "ERR_STORE_UNAVAILABLE") broken = translated;
+      // After a pipelined COMMIT the transaction may be over (then ROLLBACK only warns) or, on a
+      // connection that does not pipeline, never sent: roll back either way.
       else if (transactional && !beginPending) broken = await this.#rollback(client);
       throw translated;
     } finally {
@@ -237,7 +261,7 @@ export class SqlExecutor {
     if (failed !== undefined) throw failed.reason;
     return settled.map((outcome) => {
       assert(outcome.status === "fulfilled", "every statement succeeded");
-      return { rows: outcome.value.rows as Row[], rowCount: outcome.value.rowCount ?? 0 };
+      return { rows: outcome.value.rows as Row[], rowCount: outcome.value.rowCount ?? 0, command: outcome.value.command };
     });
   }
 
