@@ -4,7 +4,9 @@
  */
 export { createNode, TesseraNode } from "./actors/node.js";
 export type { ActorView, StartRunRequest, SendEventRequest, ReconcileRequest } from "./actors/node.js";
-export type { NodeOptions } from "./actors/node-options.js";
+export type { NodeOptions, ClusterOptions, PassivationOptions } from "./actors/node-options.js";
+export { poolTool, serveToolPool, poolCallTimeoutMsDefault } from "./actors/tool-pool.js";
+export type { ToolPoolOptions, ServeToolPoolOptions, ToolPoolWorker } from "./actors/tool-pool.js";
 export { defineAgent } from "./actors/define-agent.js";
 export type { AgentDefinition } from "./actors/define-agent.js";
 export { defineTool } from "./actors/define-tool.js";
@@ -36,6 +38,9 @@ export type {
   EffectRecord,
   JournalEntry,
   ActorRecord,
+  NodeRecord,
+  NodeLease,
+  Transport,
   ModelClient,
   ModelRequest,
   ModelResponse,

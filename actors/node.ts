@@ -181,6 +181,7 @@ export class TesseraNode {
       logger: this.#logger,
       now: () => this.#clock.now(),
       canClaim: () => this.#state === "started" && !this.#draining && this.#membership.holdsLease,
+      liveNodeCount: () => this.#membership.liveNodes.length,
       activateAll: (actors) => this.#activateAll(actors),
       isResident: (tenantId, actorId) => this.#cells.has(`${tenantId}\u0000${actorId}`),
       refreshMailbox: (tenantId, actorId) => this.#refreshMailbox(tenantId, actorId),
@@ -872,9 +873,6 @@ export class TesseraNode {
         void this.#authorizer?.revocations
           .revoke({ tenant: notice.tenantId, target: notice.target as unknown as RevocationTarget, expiresAt: notice.expiresAt })
           .catch((error: unknown) => this.#logger.warn({ err: serializeError(error) }, "a broadcast revocation was refused"));
-        return;
-      case "directory":
-        void this.#authorizer?.syncNow(notice.tenantId).catch(() => undefined);
         return;
     }
   }

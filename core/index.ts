@@ -24,6 +24,8 @@ export type {
   EffectState,
   NewActor,
   ActorRecord,
+  NodeRecord,
+  NodeLease,
   ActorQuery,
   JournalKind,
   PlannedItems,

@@ -211,13 +211,6 @@ export class Authorizer {
     }
   }
 
-  /** Re-reads a tenant's key directory now (another node said it changed). */
-  async syncNow(tenantId: string): Promise<void> {
-    if (this.#storeDirectory === undefined) return;
-    this.#syncedAt.set(tenantId, this.#clock.now());
-    await this.#storeDirectory.sync(tenantId);
-  }
-
   /** Picks up keys other nodes certified (human keys, rotated anchors), at most once a second per tenant. */
   async #syncDirectory(tenantId: string): Promise<void> {
     if (this.#storeDirectory === undefined) return;

@@ -24,9 +24,7 @@ export type ControlNotice =
   /** A node left (drained or closed): its actors are orphans now, claim them without waiting for a sweep. */
   | { kind: "node-left"; nodeId: string }
   /** A revocation made on one node, for every node's revocation list (IDENTITY.md §9). */
-  | { kind: "revoke"; tenantId: string; target: Json; expiresAt: number }
-  /** A tenant's key directory changed: re-read it now (a retired key stops signing everywhere). */
-  | { kind: "directory"; tenantId: string };
+  | { kind: "revoke"; tenantId: string; target: Json; expiresAt: number };
 
 const eventSchema = z.object({ type: z.string() }).passthrough();
 const wakeSchema = z
@@ -43,7 +41,6 @@ const controlSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("node-joined"), nodeId: z.string().min(1).max(64) }).strict(),
   z.object({ kind: z.literal("node-left"), nodeId: z.string().min(1).max(64) }).strict(),
   z.object({ kind: z.literal("revoke"), tenantId: z.string().min(1).max(64), target: z.unknown(), expiresAt: z.number() }).strict(),
-  z.object({ kind: z.literal("directory"), tenantId: z.string().min(1).max(64) }).strict(),
 ]);
 
 /** @internal Handlers of what other nodes send. */

@@ -13,6 +13,8 @@ export interface SweeperDeps {
   now(): number;
   /** Whether the node may take work now (started, holding its lease, not draining). */
   canClaim(): boolean;
+  /** How many nodes are live (this one included), to take a fair share of orphans per sweep. */
+  liveNodeCount(): number;
   /** Activates actors the node now owns (a claimed page, or actors with work), `concurrency` at a time. */
   activateAll(actors: ReadonlyArray<{ tenantId: string; actorId: string }>): Promise<void>;
   /** Whether an actor is resident on the node. */
@@ -71,11 +73,11 @@ export class Sweeper {
    *
    * @returns how many were claimed
    */
-  async claim(only: ClaimScope): Promise<number> {
-    const { store, nodeId, pageSize } = this.#deps;
+  async claim(only: ClaimScope, pagesMax = Infinity, pageSize = this.#deps.pageSize): Promise<number> {
+    const { store, nodeId } = this.#deps;
     let claimed = 0;
     let afterKey: { tenantId: string; actorId: string } | undefined;
-    for (;;) {
+    for (let pages = 0; pages < pagesMax; pages++) {
       if (!this.#deps.canClaim()) break;
       const page = await store.claimActiveActors(nodeId, pageSize, { only, ...(afterKey === undefined ? {} : { afterKey }) });
       claimed += page.length;
@@ -111,7 +113,12 @@ export class Sweeper {
     const d = this.#deps;
     if (!d.canClaim()) return;
     this.stats.sweeps++;
-    this.stats.claimed += await this.claim("orphaned");
+    // A fair share of a dead node's actors per sweep: the survivors split them rather than the
+    // first to sweep taking all. A full page means more are waiting: sweep again at once.
+    const share = Math.max(1, Math.ceil(d.pageSize / Math.max(1, d.liveNodeCount())));
+    const claimed = await this.claim("orphaned", 1, share);
+    this.stats.claimed += claimed;
+    if (claimed === share) this.#again = true;
     if (!d.canClaim()) return;
     const work = await d.store.findPendingWork(d.nodeId, d.now() + d.intervalMs, d.pageSize);
     const inactive = work.filter((w) => !d.isResident(w.tenantId, w.actorId));
