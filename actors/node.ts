@@ -330,7 +330,8 @@ export class TesseraNode {
       },
     );
     if (created && actor.ownerNode === this.nodeId) this.#activateCreated(actor);
-    else if (created && actor.ownerNode !== undefined) this.#link?.wake(actor.ownerNode, { tenantId: actor.tenantId, actorId: actor.actorId });
+    else if (created && actor.ownerNode !== undefined)
+      this.#link?.wake(actor.ownerNode, { tenantId: actor.tenantId, actorId: actor.actorId });
     else if (actor.ownerNode === this.nodeId) void this.#activate(actor.tenantId, actor.actorId);
     return { runId: actor.actorId, created };
   }
@@ -430,9 +431,13 @@ export class TesseraNode {
     if (cell === undefined) {
       const record = await this.#store.getActor(request.tenantId, request.actorId);
       if (record?.status === "active" && record.ownerNode !== this.nodeId)
-        throw new AgentError("ERR_ACTOR_NOT_LOCAL", `actor ${request.actorId} is owned by node ${record.ownerNode ?? "(none)"}: reconcile there`, {
-          details: { actorId: request.actorId, ownerNode: record.ownerNode ?? null },
-        });
+        throw new AgentError(
+          "ERR_ACTOR_NOT_LOCAL",
+          `actor ${request.actorId} is owned by node ${record.ownerNode ?? "(none)"}: reconcile there`,
+          {
+            details: { actorId: request.actorId, ownerNode: record.ownerNode ?? null },
+          },
+        );
       throw new AgentError("ERR_ACTOR_NOT_ACTIVE", `actor ${request.actorId} is not active`);
     }
     // Claim the effect (unknown → running, under this node's epoch) so that a repeated or concurrent

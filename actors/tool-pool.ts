@@ -40,7 +40,12 @@ const requestSchema = z
   .strict();
 const replySchema = z.union([
   z.object({ ok: z.literal(true), output: z.unknown() }).strict(),
-  z.object({ ok: z.literal(false), error: z.object({ code: z.string(), message: z.string(), retryable: z.boolean().optional() }).passthrough() }).strict(),
+  z
+    .object({
+      ok: z.literal(false),
+      error: z.object({ code: z.string(), message: z.string(), retryable: z.boolean().optional() }).passthrough(),
+    })
+    .strict(),
 ]);
 
 /**

@@ -90,7 +90,11 @@ export class Membership {
 
   async #register(): Promise<NodeLease> {
     const sentAt = performance.now();
-    const lease = await this.#deps.store.registerNode({ nodeId: this.#deps.nodeId, leaseTtlMs: this.#deps.leaseTtlMs, info: this.#deps.info });
+    const lease = await this.#deps.store.registerNode({
+      nodeId: this.#deps.nodeId,
+      leaseTtlMs: this.#deps.leaseTtlMs,
+      info: this.#deps.info,
+    });
     this.#validSince = sentAt;
     this.#liveNodes = lease.liveNodes;
     this.#lost = false;

@@ -37,8 +37,12 @@ describe("load on one actor and many idle actors (PostgreSQL)", () => {
     await node.start();
     const hot = (await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: "hot" })).runId;
     const others: string[] = [];
-    for (let i = 0; i < 20; i++) others.push((await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `o${i}` })).runId);
-    await until(async () => (await Promise.all([hot, ...others].map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2), 30_000);
+    for (let i = 0; i < 20; i++)
+      others.push((await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `o${i}` })).runId);
+    await until(
+      async () => (await Promise.all([hot, ...others].map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2),
+      30_000,
+    );
 
     // Latency of the unrelated actors' events, alone and during the burst (reported, not asserted).
     const latencyOf = async (tag: string): Promise<number[]> => {
@@ -67,7 +71,9 @@ describe("load on one actor and many idle actors (PostgreSQL)", () => {
     expect(accepted.every((a) => a.accepted)).toBe(true);
     // Sent again: every one is a duplicate.
     const again = await Promise.all(
-      Array.from({ length: 100 }, (_, i) => node.sendEvent({ tenantId: "t", actorId: hot, event: { type: "inc", n: i }, messageId: `e${i}` })),
+      Array.from({ length: 100 }, (_, i) =>
+        node.sendEvent({ tenantId: "t", actorId: hot, event: { type: "inc", n: i }, messageId: `e${i}` }),
+      ),
     );
     expect(again.every((a) => !a.accepted)).toBe(true);
     const duringLatencies = await during;

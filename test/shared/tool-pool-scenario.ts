@@ -38,15 +38,20 @@ export async function runToolPoolScenario(makeTransport: () => Promise<Transport
   const w1 = serveToolPool({ transport: t1!, pool, tools: [implementation("w1")] });
   const w2 = serveToolPool({ transport: t2!, pool, tools: [implementation("w2")] });
   await Promise.all([t1!.flush(), t2!.flush()]);
-  const charge = poolTool({ name: "charge", description: "Charges an amount", idempotent: true, input, output, retry: { attemptsMax: 1 } }, {
-    transport: nodeTransport!,
-    pool,
-  });
+  const charge = poolTool(
+    { name: "charge", description: "Charges an amount", idempotent: true, input, output, retry: { attemptsMax: 1 } },
+    {
+      transport: nodeTransport!,
+      pool,
+    },
+  );
   const agent = defineAgent({
     type: "biller",
     version: 1,
     tools: [charge],
-    machine: setup({ types: {} as { context: { amount: number; worker?: string; error?: string }; input: { amount: number }; events: any } }).createMachine({
+    machine: setup({
+      types: {} as { context: { amount: number; worker?: string; error?: string }; input: { amount: number }; events: any },
+    }).createMachine({
       context: ({ input: i }) => ({ amount: i.amount }),
       initial: "charging",
       states: {
@@ -67,7 +72,8 @@ export async function runToolPoolScenario(makeTransport: () => Promise<Transport
   await node.start();
   try {
     const ids: string[] = [];
-    for (let i = 0; i < 40; i++) ids.push((await node.startRun({ tenantId: "t", agentType: "biller", input: { amount: 10 + i }, idempotencyKey: `b${i}` })).runId);
+    for (let i = 0; i < 40; i++)
+      ids.push((await node.startRun({ tenantId: "t", agentType: "biller", input: { amount: 10 + i }, idempotencyKey: `b${i}` })).runId);
     const declined = (await node.startRun({ tenantId: "t", agentType: "biller", input: { amount: 5000 }, idempotencyKey: "big" })).runId;
     const views = await Promise.all(ids.map((id) => node.waitForStatus("t", id, { timeoutMs: 20_000 })));
     expect(views.every((v) => v.status === "completed" && (v.output as { worker: string }).worker !== null)).toBe(true);
@@ -75,7 +81,8 @@ export async function runToolPoolScenario(makeTransport: () => Promise<Transport
     expect(calls.size).toBe(41);
     expect([...calls.values()].every((workers) => workers.length === 1)).toBe(true);
     const byWorker = new Map<string, number>();
-    for (const v of views) byWorker.set((v.output as { worker: string }).worker, (byWorker.get((v.output as { worker: string }).worker) ?? 0) + 1);
+    for (const v of views)
+      byWorker.set((v.output as { worker: string }).worker, (byWorker.get((v.output as { worker: string }).worker) ?? 0) + 1);
     expect(byWorker.get("w1") ?? 0).toBeGreaterThan(0);
     expect(byWorker.get("w2") ?? 0).toBeGreaterThan(0);
     // The idempotency key the worker saw is the effect's.

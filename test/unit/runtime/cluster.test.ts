@@ -31,7 +31,11 @@ function cluster(calls: CallCounter, options: { leaseTtlMs?: number; idleMs?: nu
       logger: silent,
       statusPollMs: 10,
       transport: createInProcessTransport({ bus, subjectPrefix: "cluster-test" }),
-      cluster: { leaseTtlMs: options.leaseTtlMs ?? 1_000, renewIntervalMs: Math.floor((options.leaseTtlMs ?? 1_000) / 4), sweepIntervalMs: 50 },
+      cluster: {
+        leaseTtlMs: options.leaseTtlMs ?? 1_000,
+        renewIntervalMs: Math.floor((options.leaseTtlMs ?? 1_000) / 4),
+        sweepIntervalMs: 50,
+      },
       passivation: { idleMs: options.idleMs ?? 60_000, residentActorsMax: options.residentActorsMax ?? 10_000 },
     });
     open.push(node);
@@ -91,7 +95,8 @@ describe("nodes sharing a store", () => {
     const a = make("node-a");
     await a.start();
     const ids: string[] = [];
-    for (let i = 0; i < 20; i++) ids.push((await a.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
+    for (let i = 0; i < 20; i++)
+      ids.push((await a.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
     await until(async () => (await Promise.all(ids.map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2));
     const b = make("node-b");
     await b.start();
@@ -142,8 +147,11 @@ describe("nodes sharing a store", () => {
     const a = make("node-a");
     await a.start();
     const parents: string[] = [];
-    for (let i = 0; i < 8; i++) parents.push((await a.startRun({ tenantId: "t", agentType: "parent", input: null, idempotencyKey: `s${i}` })).runId);
-    await until(async () => (await Promise.all(parents.map((p) => store.listActors("t", { parentId: p, limit: 5 })))).every((l) => l.length === 1));
+    for (let i = 0; i < 8; i++)
+      parents.push((await a.startRun({ tenantId: "t", agentType: "parent", input: null, idempotencyKey: `s${i}` })).runId);
+    await until(async () =>
+      (await Promise.all(parents.map((p) => store.listActors("t", { parentId: p, limit: 5 })))).every((l) => l.length === 1),
+    );
     const b = make("node-b");
     const c = make("node-c");
     await b.start();
@@ -184,7 +192,8 @@ describe("passivation", () => {
     open.push(node);
     await node.start();
     const ids: string[] = [];
-    for (let i = 0; i < 10; i++) ids.push((await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
+    for (let i = 0; i < 10; i++)
+      ids.push((await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
     await until(async () => (await Promise.all(ids.map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2));
     await until(() => node.residentActors === 0);
     expect(node.clusterStats.passivated).toBeGreaterThanOrEqual(10);
@@ -220,7 +229,8 @@ describe("passivation", () => {
     let residentMax = 0;
     const sampler = setInterval(() => (residentMax = Math.max(residentMax, node.residentActors)), 1);
     const ids: string[] = [];
-    for (let i = 0; i < 40; i++) ids.push((await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
+    for (let i = 0; i < 40; i++)
+      ids.push((await node.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
     await until(async () => (await Promise.all(ids.map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2));
     await until(() => node.residentActors <= 5);
     for (const id of ids) await node.sendEvent({ tenantId: "t", actorId: id, event: { type: "finish" }, messageId: `${id}-f` });
