@@ -831,6 +831,8 @@ export class TesseraNode {
   }
 
   async #route(message: NewMessage): Promise<void> {
+    // An embedded store has one node: every actor is this node's.
+    if (!this.#store.shared) return this.#deliverHere(message);
     const record = await this.#store.getActor(message.tenantId, message.actorId);
     if (record === undefined || record.status !== "active") return;
     if (record.ownerNode === this.nodeId) return this.#deliverHere(message);

@@ -96,9 +96,14 @@ export class ClusterLink {
     this.#publish("control", notice as unknown as Json);
   }
 
-  /** Waits until what was published reached the transport's server. */
-  async flush(): Promise<void> {
-    await this.#transport.flush().catch(() => undefined);
+  /** Waits until what was published reached the transport's server, at most `timeoutMs`. */
+  async flush(timeoutMs = 1_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#transport.flush().catch(() => undefined),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Stops listening. The transport itself belongs to whoever created it. */
