@@ -32,7 +32,7 @@ import { ClusterLink, type ControlNotice, type WakeNotice } from "./internal/clu
 import { Membership, rendezvous } from "./internal/membership.js";
 import { Passivator } from "./internal/passivator.js";
 import { Sweeper } from "./internal/sweeper.js";
-import type { NodeRecord } from "../core/ports/store.js";
+import type { KillSwitch, NodeRecord } from "../core/ports/store.js";
 
 /** What a caller reads about an actor. */
 export interface ActorView {
@@ -132,6 +132,8 @@ export class TesseraNode {
   /** Activations put off because the node was at its resident cap. */
   #deferred = 0;
   #capSweepFutileAt = -Infinity;
+  /** Engaged kill switches, by tenant and agent type (the store has them; refreshed every sweep and on broadcast). */
+  readonly #killSwitches = new Map<string, KillSwitch>();
   /** Actors whose activation was put off at the cap, oldest first. */
   readonly #waitingRoom = new Map<string, { tenantId: string; actorId: string }>();
   #admitting = false;
@@ -185,6 +187,7 @@ export class TesseraNode {
       activateAll: (actors) => this.#activateAll(actors),
       isResident: (tenantId, actorId) => this.#cells.has(`${tenantId}\u0000${actorId}`),
       refreshMailbox: (tenantId, actorId) => this.#refreshMailbox(tenantId, actorId),
+      beforeSweep: () => this.#refreshKillSwitches(),
     });
     this.#passivator = new Passivator({
       idleMs: o.passivation.idleMs,
@@ -245,6 +248,7 @@ export class TesseraNode {
     this.#state = "started";
     this.#link?.listen(this.nodeId, { wake: (notice) => this.#onWake(notice), control: (notice) => this.#onControl(notice) });
     await this.#membership.start();
+    await this.#refreshKillSwitches();
     // A shared store: this id's previous life first (a restart under the same id), then whatever
     // nodes whose lease expired left behind. An embedded store has one process: take everything.
     let recovered: number;
@@ -302,6 +306,11 @@ export class TesseraNode {
     this.#checkId("tenantId", request.tenantId);
     this.#checkId("idempotencyKey", request.idempotencyKey);
     const def = this.#registry.latest(request.agentType);
+    const killed = this.#killSwitches.get(`${request.tenantId}\u0000${def.type}`);
+    if (killed !== undefined)
+      throw new AgentError("ERR_KILL_SWITCH", `agent type ${def.type} is stopped by a kill switch: ${killed.reason}`, {
+        details: { agentType: def.type, reason: killed.reason },
+      });
     encodeBounded(request.input, { bytesMax: this.#limits.eventBytesMax, depthMax: this.#limits.jsonDepthMax, what: "run input" });
     if (request.runId !== undefined) this.#checkId("runId", request.runId);
     const actorId = request.runId ?? newId("run");
@@ -765,6 +774,76 @@ export class TesseraNode {
   }
 
   /**
+   * Engages a kill switch for an agent type of a tenant, across the cluster and durably: new runs of
+   * the type are refused (`ERR_KILL_SWITCH`) on every node, and every active actor of the type is
+   * halted by a step of its own (status `halted`, error `ERR_KILL_SWITCH`) before it starts another
+   * effect. Effects already executing finish; their results are not applied.
+   *
+   * @returns whether this call engaged it, and how many active actors were sent the halt
+   * @throws AgentError `ERR_VALIDATION` for a bad tenant id, `ERR_UNKNOWN_AGENT_TYPE`
+   */
+  async engageKillSwitch(request: { tenantId: string; agentType: string; reason: string }): Promise<{ engaged: boolean; halting: number }> {
+    this.#assertOpen();
+    this.#checkId("tenantId", request.tenantId);
+    const def = this.#registry.latest(request.agentType);
+    const reason = String(request.reason).slice(0, 512);
+    const entry = { tenantId: request.tenantId, agentType: def.type, reason, engagedAt: this.#clock.now() };
+    const { created } = await this.#store.engageKillSwitch(entry);
+    this.#killSwitches.set(`${entry.tenantId}\u0000${entry.agentType}`, entry);
+    this.#link?.broadcast({ kind: "kill", tenantId: entry.tenantId, agentType: entry.agentType });
+    let halting = 0;
+    let after: { createdAt: number; actorId: string } | undefined;
+    for (;;) {
+      const page = await this.#store.listActors(entry.tenantId, {
+        agentType: entry.agentType,
+        status: "active",
+        limit: 500,
+        ...(after === undefined ? {} : { after }),
+      });
+      for (const actor of page) if (await this.#halt(actor.tenantId, actor.actorId, reason)) halting++;
+      if (page.length < 500) break;
+      const last = page.at(-1)!;
+      after = { createdAt: last.createdAt, actorId: last.actorId };
+    }
+    return { engaged: created, halting };
+  }
+
+  /** Re-reads the kill switches; resident actors of a newly killed type get their halt. */
+  async #refreshKillSwitches(): Promise<void> {
+    const switches = await this.#store.listKillSwitches();
+    for (const entry of switches) {
+      const key = `${entry.tenantId}\u0000${entry.agentType}`;
+      if (this.#killSwitches.has(key)) continue;
+      this.#killSwitches.set(key, entry);
+      for (const cell of [...this.#cells.values()]) {
+        if (cell.identity.tenantId === entry.tenantId && cell.def.type === entry.agentType)
+          await this.#halt(entry.tenantId, cell.identity.actorId, entry.reason);
+      }
+    }
+  }
+
+  /** Puts a halt into an actor's mailbox (once: the message id is fixed) and delivers it. */
+  async #halt(tenantId: string, actorId: string, reason: string): Promise<boolean> {
+    const message: NewMessage = {
+      tenantId,
+      actorId,
+      messageId: `halt.${actorId}`,
+      event: { type: "tessera.halt", reason },
+      sender: "system",
+      createdAt: this.#clock.now(),
+    };
+    try {
+      // One over the mailbox limit, like a stop: a full mailbox does not keep an actor from halting.
+      const { created } = await this.#store.enqueueMessage(message, { mailboxDepthMax: this.#limits.mailboxDepthMax + 1 });
+      if (created) this.#deliver(message);
+      return created;
+    } catch (error) {
+      if (error instanceof AgentError && (error.code === "ERR_ACTOR_NOT_ACTIVE" || error.code === "ERR_ACTOR_NOT_FOUND")) return false;
+      throw error;
+    }
+  }
+
+  /**
    * Revokes a link, a key or a principal (an actor and, through its chains, its whole subtree). It
    * takes effect on this node at once: every verification, cached ones included, checks it.
    *
@@ -872,6 +951,11 @@ export class TesseraNode {
     switch (notice.kind) {
       case "node-joined":
         if (notice.nodeId !== this.nodeId) this.#membership.noteJoined(notice.nodeId);
+        return;
+      case "kill":
+        void this.#refreshKillSwitches().catch((error: unknown) =>
+          this.#logger.warn({ err: serializeError(error) }, "reading kill switches failed; the next sweep retries"),
+        );
         return;
       case "node-left":
         if (notice.nodeId !== this.nodeId) this.#sweeper.poke();
@@ -1097,6 +1181,8 @@ export class TesseraNode {
     // Past the cap, the least recently active idle actors leave now, not at the next passivation tick.
     if (this.#passivator.overCap) this.#passivator.sweep();
     if (record.revision === 0) cell.enqueueInit();
+    const killed = this.#killSwitches.get(`${record.tenantId}\u0000${loaded.def.type}`);
+    if (killed !== undefined) void this.#halt(record.tenantId, record.actorId, killed.reason).catch(() => undefined);
     for (const effect of pending.effects) cell.dispatchEffect(effect, pending.recovering || effect.state === "running");
     for (const timer of pending.timers) cell.armTimer(timer.timerId, timer.name, timer.dueAt, timer.chainRef);
     for (const message of pending.messages)

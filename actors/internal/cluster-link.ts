@@ -24,7 +24,9 @@ export type ControlNotice =
   /** A node left (drained or closed): its actors are orphans now, claim them without waiting for a sweep. */
   | { kind: "node-left"; nodeId: string }
   /** A revocation made on one node, for every node's revocation list (IDENTITY.md §9). */
-  | { kind: "revoke"; tenantId: string; target: Json; expiresAt: number };
+  | { kind: "revoke"; tenantId: string; target: Json; expiresAt: number }
+  /** A kill switch was engaged: re-read the switches and halt resident actors of the type. */
+  | { kind: "kill"; tenantId: string; agentType: string };
 
 const eventSchema = z.object({ type: z.string() }).passthrough();
 const wakeSchema = z
@@ -39,6 +41,7 @@ const wakeSchema = z
   .strict();
 const controlSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("node-joined"), nodeId: z.string().min(1).max(64) }).strict(),
+  z.object({ kind: z.literal("kill"), tenantId: z.string().min(1).max(64), agentType: z.string().min(1).max(256) }).strict(),
   z.object({ kind: z.literal("node-left"), nodeId: z.string().min(1).max(64) }).strict(),
   z.object({ kind: z.literal("revoke"), tenantId: z.string().min(1).max(64), target: z.unknown(), expiresAt: z.number() }).strict(),
 ]);

@@ -70,6 +70,11 @@ export function planStep(input: StepInput): StepPlan {
   if (event.type.startsWith("timer.") && plan.next.timers[event.type.slice(6)]?.timerId === event.timerId)
     delete plan.next.timers[event.type.slice(6)];
   if (event.type === "tessera.stop") return finish(plan, input, "stopped", undefined, undefined);
+  if (event.type === "tessera.halt") {
+    // A kill switch: halted durably, before any further effect (DESIGN.md §6).
+    const reason = typeof event.reason === "string" ? event.reason : "kill switch";
+    return finish(plan, input, "halted", undefined, { code: "ERR_KILL_SWITCH", message: reason, details: { agentType: def.type } });
+  }
   if (seq > limits.stepsPerActorMax) {
     const error = {
       code: "ERR_LIMIT_EXCEEDED",

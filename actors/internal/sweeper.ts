@@ -21,6 +21,8 @@ export interface SweeperDeps {
   isResident(tenantId: string, actorId: string): boolean;
   /** Re-reads a resident actor's mailbox (a wake-up for it may have been lost). */
   refreshMailbox(tenantId: string, actorId: string): Promise<void>;
+  /** Runs first in every sweep (re-reads cluster-wide settings a broadcast may have missed). */
+  beforeSweep(): Promise<void>;
 }
 
 /**
@@ -113,6 +115,7 @@ export class Sweeper {
     const d = this.#deps;
     if (!d.canClaim()) return;
     this.stats.sweeps++;
+    await d.beforeSweep();
     // A fair share of a dead node's actors per sweep: the survivors split them rather than the
     // first to sweep taking all. A full page means more are waiting: sweep again at once.
     const share = Math.max(1, Math.ceil(d.pageSize / Math.max(1, d.liveNodeCount())));

@@ -130,6 +130,16 @@ export interface Store {
    */
   findPendingWork(nodeId: string, dueBefore: number, limit: number): Promise<PendingWork[]>;
 
+  /**
+   * Engages a kill switch: the agent type may no longer run in the tenant. Engaging it again keeps
+   * the first reason and time.
+   *
+   * @returns whether this call engaged it
+   */
+  engageKillSwitch(entry: KillSwitch): Promise<{ created: boolean }>;
+  /** Every engaged kill switch, of every tenant (a small table: nodes cache it). */
+  listKillSwitches(): Promise<KillSwitch[]>;
+
   /** Reads a payload stored by reference. */
   getBlob(tenantId: string, blobId: string): Promise<string | undefined>;
 
@@ -155,6 +165,14 @@ export interface Store {
  * (no owner, or an owner that is not live: lease expired, stopped, or never registered).
  */
 export type ClaimScope = "any" | "own" | "orphaned";
+
+/** An engaged kill switch. */
+export interface KillSwitch {
+  tenantId: string;
+  agentType: string;
+  reason: string;
+  engagedAt: number;
+}
 
 /** A node's lease as the database saw it. Times are ms since the epoch, by the database clock. */
 export interface NodeLease {
@@ -256,10 +274,13 @@ export interface ActorRecord extends NewActor {
   updatedAt: number;
 }
 
-/** Which actors {@link Store.listActors} returns. */
+/** Which actors {@link Store.listActors} returns, in creation order (then actor id). */
 export interface ActorQuery {
   parentId?: string;
   status?: ActorStatus;
+  agentType?: string;
+  /** Only actors after this one in the order: a cursor for paging. */
+  after?: { createdAt: number; actorId: string };
   limit: number;
 }
 

@@ -2,6 +2,7 @@ import { AgentError, LimitError, SnapshotConflictError, StoreError } from "../..
 import { assert, InvariantError } from "../../core/assert.js";
 import type { Json } from "../../core/json.js";
 import type {
+  KillSwitch,
   ActorQuery,
   ActorRecord,
   ClaimScope,
@@ -104,6 +105,7 @@ function newActorRecord(actor: NewActor): ActorRecord {
 export class MemoryStore implements Store {
   readonly kind = "memory";
   readonly shared: boolean;
+  readonly #killSwitches = new Map<string, KillSwitch>();
   readonly #tenants = new Map<string, TenantData>();
   readonly #nodes = new Map<string, NodeRow>();
   #closed = false;
@@ -175,7 +177,11 @@ export class MemoryStore implements Store {
     const actors = [...(this.#tenants.get(tenantId)?.actors.values() ?? [])].filter(
       (actor) =>
         (query.parentId === undefined || actor.parentId === query.parentId) &&
-        (query.status === undefined || actor.status === query.status),
+        (query.status === undefined || actor.status === query.status) &&
+        (query.agentType === undefined || actor.agentType === query.agentType) &&
+        (query.after === undefined ||
+          actor.createdAt > query.after.createdAt ||
+          (actor.createdAt === query.after.createdAt && compareText(actor.actorId, query.after.actorId) > 0)),
     );
     actors.sort((a, b) => a.createdAt - b.createdAt || compareText(a.actorId, b.actorId));
     return actors.slice(0, query.limit).map((record) => clone(record));
@@ -422,6 +428,21 @@ export class MemoryStore implements Store {
     assert(node !== undefined && isLive(node, now), "a node just registered or renewed is live");
     const liveNodes = [...this.#nodes.values()].filter((other) => isLive(other, now)).map((other) => other.nodeId);
     return { nodeId, dbNow: now, expiresAt: node.leaseExpiresAt, liveNodes: liveNodes.sort(compareText) };
+  }
+
+  async engageKillSwitch(entry: KillSwitch): Promise<{ created: boolean }> {
+    this.#open();
+    const key = `${entry.tenantId}\u0000${entry.agentType}`;
+    if (this.#killSwitches.has(key)) return { created: false };
+    this.#killSwitches.set(key, clone(entry));
+    return { created: true };
+  }
+
+  async listKillSwitches(): Promise<KillSwitch[]> {
+    this.#open();
+    return [...this.#killSwitches.values()]
+      .sort((a, b) => compareText(a.tenantId, b.tenantId) || compareText(a.agentType, b.agentType))
+      .map((entry) => clone(entry));
   }
 
   async getBlob(tenantId: string, blobId: string): Promise<string | undefined> {

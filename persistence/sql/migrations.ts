@@ -208,8 +208,26 @@ const nodes: Migration = {
 };
 
 /**
+ * Kill switches (DESIGN.md §6): an agent type of a tenant that may not run. A row per tenant and
+ * type; engaging one again keeps the first.
+ */
+const killSwitches: Migration = {
+  name: "0005_kill_switches",
+  sql: (s) => [
+    `CREATE TABLE IF NOT EXISTS ${s}.kill_switches (
+      tenant_id text NOT NULL,
+      agent_type text NOT NULL,
+      reason text NOT NULL,
+      engaged_at bigint NOT NULL,
+      PRIMARY KEY (tenant_id, agent_type)
+    )`,
+    `CREATE INDEX IF NOT EXISTS actors_type_idx ON ${s}.actors (tenant_id, agent_type, created_at, actor_id) WHERE status = 'active'`,
+  ],
+};
+
+/**
  * Every migration, oldest first. `migrate()` applies the ones not yet recorded, in this order.
  *
  * @internal
  */
-export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains, keyDirectory, nodes]);
+export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains, keyDirectory, nodes, killSwitches]);

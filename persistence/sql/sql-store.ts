@@ -2,6 +2,7 @@ import { assert, InvariantError } from "../../core/assert.js";
 import { AgentError, LimitError } from "../../core/errors.js";
 import type { Json } from "../../core/json.js";
 import type {
+  KillSwitch,
   ActorQuery,
   ActorRecord,
   ClaimScope,
@@ -224,6 +225,9 @@ export class SqlStore implements Store, AsyncDisposable {
     const where = [`tenant_id = ${p.add(tenantId, "text")}`];
     if (query.parentId !== undefined) where.push(`parent_id = ${p.add(query.parentId, "text")}`);
     if (query.status !== undefined) where.push(`status = ${p.add(query.status, "text")}`);
+    if (query.agentType !== undefined) where.push(`agent_type = ${p.add(query.agentType, "text")}`);
+    if (query.after !== undefined)
+      where.push(`(created_at, actor_id) > (${p.add(query.after.createdAt, "int8")}, ${p.add(query.after.actorId, "text")})`);
     const text = `SELECT ${actorSelect()} FROM ${this.#tables.actors} WHERE ${where.join(" AND ")}
       ORDER BY created_at, actor_id LIMIT ${p.add(query.limit, "int8")}`;
     return this.#many("listActors", text, p.values, actorFromRow);
@@ -470,6 +474,35 @@ export class SqlStore implements Store, AsyncDisposable {
    */
   findPendingWork(nodeId: string, dueBefore: number, limit: number): Promise<PendingWork[]> {
     return findPendingWorkSql(this.#executor, this.#tables, nodeId, dueBefore, limit);
+  }
+
+  async engageKillSwitch(entry: KillSwitch): Promise<{ created: boolean }> {
+    const rows = await this.#executor.single(
+      "engageKillSwitch",
+      async (session) =>
+        (
+          await session.query(
+            `INSERT INTO ${this.#tables.killSwitches} (tenant_id, agent_type, reason, engaged_at) VALUES ($1::text, $2::text, $3::text, $4::int8)
+           ON CONFLICT (tenant_id, agent_type) DO NOTHING RETURNING 1`,
+            [entry.tenantId, entry.agentType, entry.reason, entry.engagedAt],
+          )
+        ).rows,
+    );
+    return { created: rows.length === 1 };
+  }
+
+  listKillSwitches(): Promise<KillSwitch[]> {
+    return this.#many(
+      "listKillSwitches",
+      `SELECT tenant_id, agent_type, reason, engaged_at FROM ${this.#tables.killSwitches} ORDER BY tenant_id, agent_type LIMIT 100000`,
+      [],
+      (row) => ({
+        tenantId: row.tenant_id as string,
+        agentType: row.agent_type as string,
+        reason: row.reason as string,
+        engagedAt: int8(row.engaged_at, "engaged_at"),
+      }),
+    );
   }
 
   async getBlob(tenantId: string, blobId: string): Promise<string | undefined> {

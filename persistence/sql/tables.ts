@@ -17,6 +17,7 @@ export interface Tables {
   readonly blobs: string;
   readonly chains: string;
   readonly keyDirectory: string;
+  readonly killSwitches: string;
   readonly nodes: string;
 }
 
@@ -48,6 +49,7 @@ export function tablesFor(schema: string): Tables {
     blobs: `${s}.blobs`,
     chains: `${s}.chains`,
     keyDirectory: `${s}.key_directory`,
+    killSwitches: `${s}.kill_switches`,
     nodes: `${s}.nodes`,
   };
 }

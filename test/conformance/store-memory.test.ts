@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../core/errors.js";
 import { createMemoryStore } from "../../persistence/memory/index.js";
 import type { MakeStore } from "./store-fixtures.js";
+import { describeKillSwitchConformance } from "./store-kill-switches.suite.js";
 import { describeNodesConformance } from "./store-nodes.suite.js";
 import { describeStoreConformance } from "./store.suite.js";
 
@@ -12,6 +13,7 @@ const makeStore: MakeStore = async () => {
 
 describeStoreConformance("memory", makeStore);
 describeNodesConformance("memory", makeStore);
+describeKillSwitchConformance("memory", makeStore);
 
 describe("createMemoryStore", () => {
   it("is not shared unless told so, and refuses bad options with ConfigError", () => {

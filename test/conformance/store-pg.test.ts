@@ -17,6 +17,7 @@ import {
   timer,
   type MakeStore,
 } from "./store-fixtures.js";
+import { describeKillSwitchConformance } from "./store-kill-switches.suite.js";
 import { describeNodesConformance } from "./store-nodes.suite.js";
 import { describeStoreConformance } from "./store.suite.js";
 
@@ -48,6 +49,7 @@ const makeStore: MakeStore = async () => {
 
 describeStoreConformance("pg", makeStore);
 describeNodesConformance("pg", makeStore);
+describeKillSwitchConformance("pg", makeStore);
 
 /** Holds a row lock on an actor in a SERIALIZABLE transaction until `release` is called. */
 async function lockActor(schema: string, actorId: string, set: string): Promise<{ release: () => Promise<void> }> {

@@ -8,6 +8,7 @@ import { createPgliteStore } from "../../persistence/pglite/index.js";
 import { SqlStore } from "../../persistence/sql/sql-store.js";
 import { openSharedPglite, uniqueSchema } from "../helpers/sql.js";
 import { commit, commitOk, createStarted, message, type MakeStore } from "./store-fixtures.js";
+import { describeKillSwitchConformance } from "./store-kill-switches.suite.js";
 import { describeNodesConformance } from "./store-nodes.suite.js";
 import { describeStoreConformance } from "./store.suite.js";
 
@@ -41,6 +42,7 @@ const makeStore: MakeStore = async () => {
 
 describeStoreConformance("pglite", makeStore);
 describeNodesConformance("pglite", makeStore);
+describeKillSwitchConformance("pglite", makeStore);
 
 describe("pglite store: round trips", () => {
   it("group commit costs one round trip (BEGIN, the statement and COMMIT pipelined), as on PostgreSQL", async () => {

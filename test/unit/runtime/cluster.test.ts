@@ -184,6 +184,56 @@ describe("nodes sharing a store", () => {
   });
 });
 
+describe("kill switch", () => {
+  it("halts every active actor of the type on every node, durably, and refuses new runs of it in that tenant only", async () => {
+    const calls: CallCounter = new Map();
+    const { store, make } = cluster(calls, { leaseTtlMs: 60_000 });
+    const a = make("node-a");
+    const b = make("node-b");
+    await a.start();
+    await b.start();
+    await until(() => a.clusterStats.liveNodes.length === 2);
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++)
+      ids.push((await a.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: `k${i}` })).runId);
+    const other = (await a.startRun({ tenantId: "u", agentType: "counter", input: null, idempotencyKey: "other" })).runId;
+    await until(async () => (await Promise.all(ids.map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2));
+    const owners = new Set((await Promise.all(ids.map((id) => store.getActor("t", id)))).map((r) => r!.ownerNode));
+    expect(owners.size).toBe(2);
+
+    expect(await a.engageKillSwitch({ tenantId: "t", agentType: "counter", reason: "runaway refunds" })).toEqual({
+      engaged: true,
+      halting: 20,
+    });
+    for (const id of ids) {
+      expect(await b.waitForStatus("t", id, { timeoutMs: 5_000 })).toMatchObject({
+        status: "halted",
+        error: { code: "ERR_KILL_SWITCH", message: "runaway refunds" },
+      });
+      const journal = await b.readJournal("t", id);
+      expect(journal.at(-1)!.event).toMatchObject({ type: "tessera.halt" });
+      // On the record: replay reproduces the halt.
+      expect((await b.replay("t", id)).stateHash).toBe(journal.at(-1)!.stateHash);
+    }
+    // Every node refuses new runs of the type in that tenant (node-b heard of it by broadcast).
+    await until(async () =>
+      b.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: "new" }).then(
+        () => false,
+        (error: { code?: string }) => error.code === "ERR_KILL_SWITCH",
+      ),
+    );
+    await expect(a.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: "new2" })).rejects.toMatchObject({
+      code: "ERR_KILL_SWITCH",
+    });
+    // Another tenant's actors of the same type go on.
+    expect((await store.getActor("u", other))!.status).toBe("active");
+    await b.sendEvent({ tenantId: "u", actorId: other, event: { type: "finish" }, messageId: "fin" });
+    expect((await a.waitForStatus("u", other, { timeoutMs: 5_000 })).status).toBe("completed");
+    // Engaging it again changes nothing.
+    expect(await b.engageKillSwitch({ tenantId: "t", agentType: "counter", reason: "again" })).toEqual({ engaged: false, halting: 0 });
+  });
+});
+
 describe("passivation", () => {
   it("drops idle actors from memory and brings them back on their next message", async () => {
     const calls: CallCounter = new Map();
