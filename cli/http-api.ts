@@ -102,6 +102,8 @@ function intParam(url: URL, name: string, range: { min: number; max: number }): 
   return value;
 }
 
+const killSwitchBody = z.object({ agentType: z.string().min(1), reason: z.string().min(1).max(512) }).strict();
+
 const actorPath = "v1/tenants/:tenant/actors/:actorId";
 const routes: Route[] = [
   {
@@ -118,6 +120,16 @@ const routes: Route[] = [
       const body = parseBody(startRunBody, await readJsonBody(req, httpRequestBytesMax));
       const result = await node.startRun({ ...body, input: body.input as Json, tenantId: params.tenant! });
       return { status: result.created ? 201 : 200, body: result };
+    },
+  },
+  {
+    method: "POST",
+    segments: ["v1", "tenants", ":tenant", "kill-switches"],
+    needsNode: true,
+    handle: async ({ req, params, node }) => {
+      const body = parseBody(killSwitchBody, await readJsonBody(req, httpRequestBytesMax));
+      const result = await node.engageKillSwitch({ ...body, tenantId: params.tenant! });
+      return { status: result.engaged ? 201 : 200, body: result };
     },
   },
   {

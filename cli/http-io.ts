@@ -18,7 +18,7 @@ export class HttpError extends AgentError {
 /**
  * The HTTP status of an error code: 400 for rejected input (`ERR_VALIDATION*`, `ERR_UNKNOWN_*`,
  * `ERR_PAYLOAD_*`), 403 for `ERR_AUTHZ_*`, 404 for `*_NOT_FOUND`, 409 for
- * `ERR_IDEMPOTENCY_MISMATCH` and `ERR_ACTOR_NOT_ACTIVE`, 429 for `ERR_MAILBOX_FULL`, 503 for
+ * `ERR_IDEMPOTENCY_MISMATCH`, `ERR_ACTOR_NOT_ACTIVE` and `ERR_KILL_SWITCH`, 429 for `ERR_MAILBOX_FULL`, 503 for
  * `ERR_NODE_CLOSED` and `ERR_NODE_NOT_READY`, 504 for `ERR_TIMEOUT`, 500 for anything else.
  *
  * @param code - an {@link AgentError} code
@@ -32,7 +32,7 @@ export function statusOfCode(code: string): number {
   if (code.startsWith("ERR_VALIDATION") || code.startsWith("ERR_UNKNOWN_") || code.startsWith("ERR_PAYLOAD_")) return 400;
   if (code.startsWith("ERR_AUTHZ_")) return 403;
   if (code.endsWith("_NOT_FOUND")) return 404;
-  if (code === "ERR_IDEMPOTENCY_MISMATCH" || code === "ERR_ACTOR_NOT_ACTIVE") return 409;
+  if (code === "ERR_IDEMPOTENCY_MISMATCH" || code === "ERR_ACTOR_NOT_ACTIVE" || code === "ERR_KILL_SWITCH") return 409;
   if (code === "ERR_MAILBOX_FULL") return 429;
   if (code === "ERR_NODE_CLOSED" || code === "ERR_NODE_NOT_READY") return 503;
   if (code === "ERR_TIMEOUT") return 504;
