@@ -25,9 +25,10 @@ export const httpHeadersTimeoutMs = 10_000;
 export const httpKeepAliveTimeoutMs = 5000;
 
 /** What the HTTP API needs of a node. */
-export type NodeApi = Pick<TesseraNode, "getActor" | "startRun" | "sendEvent" | "waitForStatus" | "readJournal" | "listEffects"> & {
-  listNodes(): Promise<NodeRecord[]>;
-};
+export type NodeApi = Pick<
+  TesseraNode,
+  "getActor" | "startRun" | "sendEvent" | "waitForStatus" | "readJournal" | "listEffects" | "listNodes" | "engageKillSwitch"
+>;
 
 /** Where the process is: `/readyz` answers 200 only when `ready`. */
 export type NodeProcessState = "starting" | "ready" | "draining" | "stopped";
