@@ -6,7 +6,6 @@ import type { TesseraNode } from "../actors/node.js";
 import { AgentError } from "../core/errors.js";
 import type { Json } from "../core/json.js";
 import { defaultLimits } from "../core/limits.js";
-import type { NodeRecord } from "../core/ports/store.js";
 import { errorResponse, HttpError, readJsonBody, sendJson } from "./http-io.js";
 
 /** Largest request body, in bytes: an event of `eventBytesMax` plus room for its envelope and chain. */
