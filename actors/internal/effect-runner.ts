@@ -210,6 +210,9 @@ export class EffectRunner {
       if (signal.aborted) reject(signal.reason);
       signal.addEventListener("abort", () => reject(signal.reason), { once: true });
     });
+    // Raced only once the call starts: an abort before that (a node closing during authorization)
+    // must not surface as an unhandled rejection, which would end the embedding process.
+    aborted.catch(() => undefined);
     if (effect.kind === "model") {
       const model = this.#deps.model;
       if (model === undefined) throw new AgentError("ERR_CONFIG", "an agent called a model but the node has no `model` option");
