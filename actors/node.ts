@@ -988,7 +988,9 @@ export class TesseraNode {
 
   async #refreshMailbox(tenantId: string, actorId: string): Promise<void> {
     const cell = this.#cells.get(`${tenantId}\u0000${actorId}`);
-    if (cell === undefined) return;
+    // A busy actor reads nothing now: it is applying messages, and a later sweep finds it idle if a
+    // wake-up for it was lost. An idle one with pending messages is exactly that case.
+    if (cell === undefined || !cell.idle) return;
     const messages = await this.#store.pendingMessages(tenantId, actorId, this.#limits.mailboxDepthMax + 1);
     for (const message of messages)
       cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef);
