@@ -185,7 +185,9 @@ export class TesseraNode {
       canClaim: () => this.#state === "started" && !this.#draining && this.#membership.holdsLease,
       liveNodeCount: () => this.#membership.liveNodes.length,
       activateAll: (actors) => this.#activateAll(actors),
-      isResident: (tenantId, actorId) => this.#cells.has(`${tenantId}\u0000${actorId}`),
+      // Resident, or on its way: an activation under way reads what the store holds.
+      isResident: (tenantId, actorId) =>
+        this.#cells.has(`${tenantId}\u0000${actorId}`) || this.#activating.has(`${tenantId}\u0000${actorId}`),
       refreshMailbox: (tenantId, actorId) => this.#refreshMailbox(tenantId, actorId),
       beforeSweep: () => this.#refreshKillSwitches(),
     });
