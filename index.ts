@@ -23,6 +23,7 @@ export {
   SnapshotConflictError,
   StoreError,
   TimeoutError,
+  OutcomeUnknownError,
   ToolError,
   InvariantError,
   SimulatedClock,

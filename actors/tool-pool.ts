@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { AgentError, ConfigError, serializeError, TimeoutError, ToolError, ValidationError } from "../core/errors.js";
+import { AgentError, ConfigError, OutcomeUnknownError, serializeError, ValidationError } from "../core/errors.js";
 import type { Json } from "../core/json.js";
 import type { Subscription, Transport } from "../core/ports/transport.js";
 import type { ToolContext, ToolDefinition } from "./define-tool.js";
@@ -53,8 +53,9 @@ const replySchema = z.union([
  * transport to one member of the pool's queue group (see {@link serveToolPool}), with the same
  * idempotency key, attempt, epoch and authorization record a local tool gets. Everything else is
  * as for a local tool: the node authorizes the call first (identity enabled), counts attempts in
- * the store, retries an idempotent one and leaves a non-idempotent one `unknown` when its worker
- * does not answer in time. Secrets are not sent: a worker holds its own.
+ * the store, retries an idempotent one and leaves a non-idempotent one `unknown` when no answer
+ * comes back after the request went out (timeout, connection closed, unreadable reply); only "no
+ * worker listens" (`ERR_NO_RESPONDERS`) means it did not run. Secrets are not sent: a worker holds its own.
  *
  * @param declaration - the tool as {@link defineTool} takes it, without `execute`
  * @param options - the transport and the pool's name
@@ -100,17 +101,25 @@ export function poolTool<TInput extends z.ZodType, TOutput extends z.ZodType>(
           headers: injectTraceHeaders(),
         });
       } catch (error) {
-        // No answer in time: the worker may have run it. A timeout is what the runner treats as
-        // "outcome unknown" for a non-idempotent tool.
-        if (error instanceof AgentError && error.code === "ERR_TIMEOUT") {
-          throw new TimeoutError(`pool ${options.pool} did not answer ${declaration.name} within ${timeoutMs} ms`, {
+        // No worker listens: nothing ran anywhere.
+        if (error instanceof AgentError && error.code === "ERR_NO_RESPONDERS") throw error;
+        // Anything else after the request went out (a timeout, a connection closed before the
+        // reply): a worker may have run it. For a non-idempotent tool that is `unknown`, never failed.
+        throw new OutcomeUnknownError(
+          `pool ${options.pool} gave no answer for ${declaration.name}: ${String((error as Error)?.message ?? error)}`,
+          {
+            cause: error,
             details: { pool: options.pool, tool: declaration.name, timeoutMs },
-          });
-        }
-        throw error;
+          },
+        );
       }
-      const parsed = replySchema.safeParse(JSON.parse(decoder.decode(reply.data)));
-      if (!parsed.success) throw new ToolError("ERR_TOOL_FAILED", `pool ${options.pool} sent a malformed reply`);
+      let parsed;
+      try {
+        parsed = replySchema.safeParse(JSON.parse(decoder.decode(reply.data)));
+      } catch (error) {
+        parsed = { success: false as const, error };
+      }
+      if (!parsed.success) throw new OutcomeUnknownError(`pool ${options.pool} sent an unreadable reply for ${declaration.name}`);
       if (parsed.data.ok) return parsed.data.output as z.input<TOutput>;
       const e = parsed.data.error;
       throw new AgentError(e.code as never, e.message, { retryable: e.retryable ?? false, details: { pool: options.pool } });

@@ -34,6 +34,7 @@ export type ErrorCode =
   | "ERR_STORE"
   | "ERR_STORE_UNAVAILABLE"
   | "ERR_TIMEOUT"
+  | "ERR_OUTCOME_UNKNOWN"
   | "ERR_ABORTED"
   | "ERR_NODE_CLOSED"
   | "ERR_MODEL"
@@ -130,6 +131,18 @@ export class StoreError extends AgentError {}
 export class TimeoutError extends AgentError {
   constructor(message: string, options: AgentErrorOptions = {}) {
     super("ERR_TIMEOUT", message, { retryable: true, ...options });
+  }
+}
+
+/**
+ * A call whose outcome cannot be known: the request may have reached the service and acted, and no
+ * answer came back (a connection closed after sending, an unreadable reply). For a non-idempotent
+ * tool the runtime records the effect `unknown` (reconciliation), never `failed`; throw it from a
+ * tool in the same situation.
+ */
+export class OutcomeUnknownError extends AgentError {
+  constructor(message: string, options: AgentErrorOptions = {}) {
+    super("ERR_OUTCOME_UNKNOWN", message, { retryable: true, ...options });
   }
 }
 

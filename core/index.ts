@@ -6,6 +6,7 @@ export {
   SnapshotConflictError,
   StoreError,
   TimeoutError,
+  OutcomeUnknownError,
   ToolError,
   serializeError,
 } from "./errors.js";

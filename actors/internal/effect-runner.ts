@@ -1,6 +1,6 @@
 import { SpanStatusCode, type Tracer } from "@opentelemetry/api";
 import type { Clock } from "../../core/clock.js";
-import { AgentError, serializeError, TimeoutError, type SerializedError } from "../../core/errors.js";
+import { AgentError, OutcomeUnknownError, serializeError, TimeoutError, type SerializedError } from "../../core/errors.js";
 import { newId } from "../../core/ids.js";
 import { encodeBounded, type Json } from "../../core/json.js";
 import type { Limits } from "../../core/limits.js";
@@ -333,8 +333,8 @@ export class EffectRunner {
       return owner.settle(this.#failure(effect, attempt, serialized, denied));
     }
     if (!idempotent) {
-      if (error instanceof TimeoutError) {
-        // Timed out: the tool may have acted. At most once means we cannot try again or call it failed.
+      if (error instanceof TimeoutError || error instanceof OutcomeUnknownError) {
+        // Timed out, or no answer: the tool may have acted. At most once means we cannot try again or call it failed.
         await store.updateEffect(
           ...key,
           { state: "unknown", error: serialized, updatedAt: clock.now() },
