@@ -281,6 +281,7 @@ export class TesseraNode {
     wakesReceived: number;
     publishFailures: number;
     holdsLease: boolean;
+    superseded: boolean;
     liveNodes: readonly string[];
     deferredActivations: number;
   } {
@@ -291,6 +292,7 @@ export class TesseraNode {
       wakesReceived: this.#link?.stats.wakesReceived ?? 0,
       publishFailures: this.#link?.stats.publishFailures ?? 0,
       holdsLease: this.#membership.holdsLease,
+      superseded: this.#membership.superseded,
       liveNodes: this.#membership.liveNodes,
       deferredActivations: this.#deferred,
     };
@@ -656,7 +658,7 @@ export class TesseraNode {
    */
   async #handOff(): Promise<void> {
     await this.#membership.refresh().catch(() => undefined);
-    const targets = this.#membership.liveNodes.filter((n) => n !== this.nodeId);
+    const targets = this.#membership.placementNodes.filter((n) => n !== this.nodeId);
     // Nothing steps here any more: a commit still under way is refused by the epoch the hand-off bumps.
     for (const cell of this.#cells.values()) cell.evict();
     this.#cells.clear();
@@ -973,7 +975,7 @@ export class TesseraNode {
   /** Where a new run lives: the live node that rendezvous hashing picks (this one without a transport to reach others). */
   #placeNew(tenantId: string, actorId: string): string {
     if (this.#link === undefined || !this.#store.shared) return this.nodeId;
-    const candidates = this.#draining ? this.#membership.liveNodes.filter((n) => n !== this.nodeId) : this.#membership.liveNodes;
+    const candidates = this.#draining ? this.#membership.placementNodes.filter((n) => n !== this.nodeId) : this.#membership.placementNodes;
     return rendezvous(`${tenantId}\u0000${actorId}`, candidates) ?? this.nodeId;
   }
 
@@ -1036,6 +1038,8 @@ export class TesseraNode {
   }
 
   #reload(cell: ActorCell): void {
+    // A refused commit may mean the lease is gone (or another process took this node id): ask now.
+    if (this.#state === "started") this.#membership.refreshSoon();
     cell.evict();
     if (this.#cells.get(cell.key) === cell) this.#cells.delete(cell.key);
     if (this.#state === "closing" || this.#state === "closed") return;

@@ -1,4 +1,5 @@
 import { serializeError } from "../../core/errors.js";
+import { newId } from "../../core/ids.js";
 import type { Json } from "../../core/json.js";
 import type { NodeLease, Store } from "../../core/ports/store.js";
 import type { Logger } from "../logger.js";
@@ -32,6 +33,11 @@ export interface MembershipDeps {
 export class Membership {
   readonly #deps: MembershipDeps;
   #liveNodes: readonly string[] = [];
+  #drainingNodes: readonly string[] = [];
+  /** This process's registration: a restart under the same node id registers another. */
+  readonly #life = newId("life");
+  #superseded = false;
+  #lastRefresh = -Infinity;
   /** performance.now() when the last successful renewal or registration was sent. */
   #validSince = -Infinity;
   #timer: NodeJS.Timeout | undefined;
@@ -48,13 +54,25 @@ export class Membership {
     return this.#liveNodes;
   }
 
+  /** The live nodes that take new actors (not draining), sorted. */
+  get placementNodes(): readonly string[] {
+    return this.#liveNodes.filter((n) => !this.#drainingNodes.includes(n));
+  }
+
+  /** Whether another process registered this node id since (this one then never acts again). */
+  get superseded(): boolean {
+    return this.#superseded;
+  }
+
   /**
    * Whether this node surely still holds its lease: less than the TTL (minus a renewal interval of
    * margin for clock rate differences) passed since it sent its last successful renewal. Checked
    * before every tool attempt, so a node that was paused past its lease calls nothing when it wakes.
    */
   get holdsLease(): boolean {
-    return !this.#lost && performance.now() - this.#validSince < this.#deps.leaseTtlMs - this.#deps.renewIntervalMs / 2;
+    return (
+      !this.#lost && !this.#superseded && performance.now() - this.#validSince < this.#deps.leaseTtlMs - this.#deps.renewIntervalMs / 2
+    );
   }
 
   /** Registers the node (a new life of its id) and starts renewing. */
@@ -80,7 +98,17 @@ export class Membership {
   async refresh(): Promise<void> {
     await this.#renewing;
     if (this.#stopped) return;
+    this.#lastRefresh = performance.now();
     await this.#renew();
+  }
+
+  /**
+   * Renews now unless that happened in the last 200 ms: after a commit was refused for a stale
+   * epoch, the node learns at once whether it lost its lease (or another process took its id).
+   */
+  refreshSoon(): void {
+    if (performance.now() - this.#lastRefresh < 200 || this.#stopped) return;
+    void this.refresh().catch(() => undefined);
   }
 
   /** Waits for a renewal under way, if any. */
@@ -90,13 +118,11 @@ export class Membership {
 
   async #register(): Promise<NodeLease> {
     const sentAt = performance.now();
-    const lease = await this.#deps.store.registerNode({
-      nodeId: this.#deps.nodeId,
-      leaseTtlMs: this.#deps.leaseTtlMs,
-      info: this.#deps.info,
-    });
+    const info = { ...(this.#deps.info as Record<string, Json>), life: this.#life };
+    const lease = await this.#deps.store.registerNode({ nodeId: this.#deps.nodeId, leaseTtlMs: this.#deps.leaseTtlMs, info });
     this.#validSince = sentAt;
     this.#liveNodes = lease.liveNodes;
+    this.#drainingNodes = lease.drainingNodes;
     this.#lost = false;
     return lease;
   }
@@ -120,7 +146,7 @@ export class Membership {
     const sentAt = performance.now();
     let lease: NodeLease | undefined;
     try {
-      lease = await store.renewNode(nodeId, leaseTtlMs);
+      lease = await store.renewNode(nodeId, leaseTtlMs, this.#life);
     } catch (error) {
       logger.warn({ err: serializeError(error), nodeId }, "lease renewal failed; retrying");
       if (performance.now() - this.#validSince >= leaseTtlMs) this.#lose("unrenewed");
@@ -130,6 +156,7 @@ export class Membership {
     if (lease === undefined) return this.#lose("expired");
     this.#validSince = sentAt;
     this.#liveNodes = lease.liveNodes;
+    this.#drainingNodes = lease.drainingNodes;
   }
 
   #lose(reason: "expired" | "unrenewed"): void {
@@ -140,7 +167,19 @@ export class Membership {
   }
 
   async #regain(): Promise<void> {
+    if (this.#superseded) return;
     try {
+      // A live registration of this id with another life is another process: this one is its
+      // past (restarted under the same id while this was paused or cut off). It must never act
+      // again, nor take the actors back.
+      const mine = (await this.#deps.store.listNodes()).find((n) => n.nodeId === this.#deps.nodeId);
+      const life = (mine?.info as { life?: unknown } | undefined)?.life;
+      if (mine?.live === true && life !== undefined && life !== this.#life) {
+        this.#superseded = true;
+        this.#deps.logger.error({ nodeId: this.#deps.nodeId }, "another process registered this node id: this one stops acting for good");
+        this.stop();
+        return;
+      }
       await this.#register();
     } catch (error) {
       this.#deps.logger.warn({ err: serializeError(error), nodeId: this.#deps.nodeId }, "registering again failed; retrying");

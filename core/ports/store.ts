@@ -105,9 +105,11 @@ export interface Store {
   /**
    * Renews a live node's lease: one statement. Returns `undefined` when the node is no longer live
    * (its lease expired before this renewal, or it was stopped): then other nodes may have taken its
-   * actors, and it must drop them and register again. Also returns the ids of the live nodes.
+   * actors, and it must drop them and register again. Also returns the ids of the live nodes. With
+   * `life`, only the registration whose `info.life` equals it renews: a process restarted under the
+   * same node id registered a new life, and the previous process's renewals fail from then on.
    */
-  renewNode(nodeId: string, leaseTtlMs: number): Promise<NodeLease | undefined>;
+  renewNode(nodeId: string, leaseTtlMs: number, life?: string): Promise<NodeLease | undefined>;
   /** Marks a node `draining` (still live, hands its actors off) or `stopped` (its actors are orphans at once). */
   setNodeState(nodeId: string, state: "draining" | "stopped"): Promise<void>;
   /** Every registered node with its lease, liveness by the database clock, and how many active actors it owns. */
@@ -182,6 +184,8 @@ export interface NodeLease {
   expiresAt: number;
   /** Ids of the live nodes (this one included), sorted. */
   liveNodes: string[];
+  /** The live nodes other than this one that are draining (they take no new actors), sorted. */
+  drainingNodes: string[];
 }
 
 /** A registered node. */

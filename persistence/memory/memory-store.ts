@@ -321,7 +321,7 @@ export class MemoryStore implements Store {
     return this.#lease(nodeId, now);
   }
 
-  async renewNode(nodeId: string, leaseTtlMs: number): Promise<NodeLease | undefined> {
+  async renewNode(nodeId: string, leaseTtlMs: number, life?: string): Promise<NodeLease | undefined> {
     this.#open();
     assertNodeId(nodeId, "renewNode");
     assertLeaseTtl(leaseTtlMs, "renewNode");
@@ -329,6 +329,8 @@ export class MemoryStore implements Store {
     const node = this.#nodes.get(nodeId);
     // A lease that ran out is never extended: the node's actors may already be someone else's.
     if (node === undefined || !isLive(node, now)) return undefined;
+    // Another life of this id registered since: this caller is its previous process.
+    if (life !== undefined && (node.info as { life?: unknown } | null)?.life !== life) return undefined;
     node.heartbeatAt = now;
     node.leaseExpiresAt = now + leaseTtlMs;
     return this.#lease(nodeId, now);
@@ -426,8 +428,13 @@ export class MemoryStore implements Store {
   #lease(nodeId: string, now: number): NodeLease {
     const node = this.#nodes.get(nodeId);
     assert(node !== undefined && isLive(node, now), "a node just registered or renewed is live");
-    const liveNodes = [...this.#nodes.values()].filter((other) => isLive(other, now)).map((other) => other.nodeId);
-    return { nodeId, dbNow: now, expiresAt: node.leaseExpiresAt, liveNodes: liveNodes.sort(compareText) };
+    const live = [...this.#nodes.values()].filter((other) => isLive(other, now));
+    const liveNodes = live.map((other) => other.nodeId).sort(compareText);
+    const drainingNodes = live
+      .filter((other) => other.nodeId !== nodeId && other.state === "draining")
+      .map((other) => other.nodeId)
+      .sort(compareText);
+    return { nodeId, dbNow: now, expiresAt: node.leaseExpiresAt, liveNodes, drainingNodes };
   }
 
   async engageKillSwitch(entry: KillSwitch): Promise<{ created: boolean }> {

@@ -55,19 +55,21 @@ function compareText(a: string, b: string): number {
  * caller adds `self` when its write made it live.
  */
 function otherLiveNodesSql(t: Tables, self: string): string {
-  return `(SELECT coalesce(json_agg(n.node_id), '[]') FROM ${t.nodes} n
+  return `(SELECT coalesce(json_agg(json_build_array(n.node_id, n.state)), '[]') FROM ${t.nodes} n
     WHERE n.node_id <> ${self} AND n.state <> 'stopped' AND n.lease_expires_at > ${dbNowMs})::text`;
 }
 
 /** Builds a {@link NodeLease} from a row of `db_now`, `lease_expires_at` and `others`. */
 function leaseFromRow(nodeId: string, row: Row): NodeLease {
-  const others = JSON.parse(row.others as string) as string[];
-  assert(Array.isArray(others), "the live nodes are a JSON array");
+  const pairs = JSON.parse(row.others as string) as Array<[string, string]>;
+  assert(Array.isArray(pairs), "the live nodes are a JSON array");
+  const others = pairs.map(([id]) => id);
+  const draining = pairs.filter(([, state]) => state === "draining").map(([id]) => id);
   assert(!others.includes(nodeId), "the other live nodes exclude the node itself");
   const dbNow = int8(row.db_now, "db_now");
   const expiresAt = int8(row.lease_expires_at, "lease_expires_at");
   assert(expiresAt > dbNow, "a lease just granted has not expired");
-  return { nodeId, dbNow, expiresAt, liveNodes: [...others, nodeId].sort(compareText) };
+  return { nodeId, dbNow, expiresAt, liveNodes: [...others, nodeId].sort(compareText), drainingNodes: draining.sort(compareText) };
 }
 
 /**
@@ -110,15 +112,24 @@ export async function registerNodeSql(
  * @internal
  * @returns the new lease, or `undefined` when the node was not live (expired, stopped or unknown)
  */
-export async function renewNodeSql(executor: SqlExecutor, t: Tables, nodeId: string, leaseTtlMs: number): Promise<NodeLease | undefined> {
+export async function renewNodeSql(
+  executor: SqlExecutor,
+  t: Tables,
+  nodeId: string,
+  leaseTtlMs: number,
+  life?: string,
+): Promise<NodeLease | undefined> {
   assertNodeId(nodeId, "renewNode");
   assertLeaseTtl(leaseTtlMs, "renewNode");
+  // With a life, only the registration that carries it renews: a process restarted under the same
+  // id registered a new life, and the old process's renewals fail from then on.
   const text = `WITH renewed AS (
       UPDATE ${t.nodes} SET heartbeat_at = ${dbNowMs}, lease_expires_at = ${dbNowMs} + $2::int8
       WHERE node_id = $1::text AND state <> 'stopped' AND lease_expires_at > ${dbNowMs}
+        AND ($3::text IS NULL OR info->>'life' = $3::text)
       RETURNING lease_expires_at)
     SELECT ${dbNowMs} AS db_now, renewed.lease_expires_at, ${otherLiveNodesSql(t, "$1::text")} AS others FROM renewed`;
-  const rows = await executor.single("renewNode", async (session) => (await session.query(text, [nodeId, leaseTtlMs])).rows);
+  const rows = await executor.single("renewNode", async (session) => (await session.query(text, [nodeId, leaseTtlMs, life ?? null])).rows);
   assert(rows.length <= 1, "a renewal writes at most one node row");
   return rows[0] === undefined ? undefined : leaseFromRow(nodeId, rows[0]);
 }

@@ -439,8 +439,8 @@ export class SqlStore implements Store, AsyncDisposable {
    * @returns the new lease, or `undefined` when the node was not live (its lease had expired, it
    *   was stopped, or it never registered): it must register again
    */
-  renewNode(nodeId: string, leaseTtlMs: number): Promise<NodeLease | undefined> {
-    return renewNodeSql(this.#executor, this.#tables, nodeId, leaseTtlMs);
+  renewNode(nodeId: string, leaseTtlMs: number, life?: string): Promise<NodeLease | undefined> {
+    return renewNodeSql(this.#executor, this.#tables, nodeId, leaseTtlMs, life);
   }
 
   /** Marks a node draining or stopped; a stopped node stays stopped until it registers again. */

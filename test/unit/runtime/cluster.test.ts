@@ -184,6 +184,31 @@ describe("nodes sharing a store", () => {
   });
 });
 
+describe("a node id started twice", () => {
+  it("the earlier process stops acting for good once a new one registers the same id", async () => {
+    const calls: CallCounter = new Map();
+    const { store, make } = cluster(calls, { leaseTtlMs: 800 });
+    const old = make("node-x");
+    await old.start();
+    const { runId } = await old.startRun({ tenantId: "t", agentType: "counter", input: null, idempotencyKey: "one" });
+    await until(async () => (await store.getActor("t", runId))!.revision >= 2);
+    // A supervisor starts the node again under the same id while the first process still runs.
+    const again = make("node-x");
+    await again.start();
+    expect((await store.getActor("t", runId))!.epoch).toBe(2);
+    await until(() => old.clusterStats.superseded);
+    expect(old.residentActors).toBe(0);
+    expect(old.clusterStats.holdsLease).toBe(false);
+    await again.sendEvent({ tenantId: "t", actorId: runId, event: { type: "inc", n: 1 }, messageId: "i1" });
+    await again.sendEvent({ tenantId: "t", actorId: runId, event: { type: "finish" }, messageId: "f1" });
+    expect(await again.waitForStatus("t", runId, { timeoutMs: 5_000 })).toMatchObject({ status: "completed", output: { count: 1 } });
+    // Every step after the restart was written under the new epoch.
+    const journal = await again.readJournal("t", runId);
+    expect(journal.slice(2).every((e) => e.epoch === 2)).toBe(true);
+    expect(old.clusterStats.superseded).toBe(true);
+  });
+});
+
 describe("kill switch", () => {
   it("halts every active actor of the type on every node, durably, and refuses new runs of it in that tenant only", async () => {
     const calls: CallCounter = new Map();
