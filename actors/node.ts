@@ -129,6 +129,8 @@ export class TesseraNode {
   /** Wake-ups of passivated actors' timers, by actor key. */
   readonly #dormant = new Map<string, () => void>();
   #draining = false;
+  /** How many times the node fenced itself: an activation begun before a fence is dropped. */
+  #fences = 0;
   /** Activations put off because the node was at its resident cap. */
   #deferred = 0;
   #capSweepFutileAt = -Infinity;
@@ -1007,19 +1009,22 @@ export class TesseraNode {
     cell.evict();
     this.#cells.delete(cell.key);
     if (dueAt === undefined) return;
+    // The wake-up holds the ids only, not the cell: a passivated actor's state must be freed.
     const { tenantId, actorId } = cell.identity;
+    const key = cell.key;
     const cancel = this.#clock.setTimer(
       () => {
-        this.#dormant.delete(cell.key);
+        this.#dormant.delete(key);
         void this.#activate(tenantId, actorId);
       },
       Math.max(0, dueAt - this.#clock.now()),
     );
-    this.#dormant.set(cell.key, cancel);
+    this.#dormant.set(key, cancel);
   }
 
   /** The lease is lost: nothing this node does for its actors may count any more. */
   #fence(): void {
+    this.#fences++;
     for (const cell of this.#cells.values()) cell.evict();
     this.#cells.clear();
     for (const cancel of this.#dormant.values()) cancel();
@@ -1061,7 +1066,7 @@ export class TesseraNode {
     const activation = this.#load(tenantId, actorId, recovering)
       .catch((error: unknown) => {
         this.#logger.error({ err: serializeError(error), tenantId, actorId }, "actor activation failed");
-        this.#activationErrors.set(key, error);
+        this.#rememberActivationError(key, error);
         return undefined;
       })
       .finally(() => this.#activating.delete(key));
@@ -1123,6 +1128,7 @@ export class TesseraNode {
   async #load(tenantId: string, actorId: string, recovering: boolean): Promise<ActorCell | undefined> {
     // A node that lost its lease activates nothing until it holds one again.
     if (this.#state === "started" && !this.#membership.holdsLease) return undefined;
+    const generation = this.#fences;
     const record = await this.#store.getActor(tenantId, actorId);
     if (record === undefined || record.status !== "active" || this.#isClosing()) return undefined;
     if (record.ownerNode !== this.nodeId) return undefined;
@@ -1132,6 +1138,8 @@ export class TesseraNode {
       this.#store.listTimers(tenantId, actorId),
       this.#store.pendingMessages(tenantId, actorId, this.#limits.mailboxDepthMax + 1),
     ]);
+    // Fenced while loading: what was read belongs to a lease this node no longer holds.
+    if (generation !== this.#fences) return undefined;
     return this.#install(loaded, { effects, timers, messages, recovering });
   }
 
@@ -1151,11 +1159,18 @@ export class TesseraNode {
     )
       .catch((error: unknown) => {
         this.#logger.error({ err: serializeError(error), tenantId: record.tenantId, actorId: record.actorId }, "actor activation failed");
-        this.#activationErrors.set(key, error);
+        this.#rememberActivationError(key, error);
         return undefined;
       })
       .finally(() => this.#activating.delete(key));
     this.#activating.set(key, activation);
+  }
+
+  /** Keeps the last activation errors (bounded: oldest dropped first). */
+  #rememberActivationError(key: string, error: unknown): void {
+    this.#activationErrors.delete(key);
+    if (this.#activationErrors.size >= 10_000) this.#activationErrors.delete(this.#activationErrors.keys().next().value!);
+    this.#activationErrors.set(key, error);
   }
 
   /** Makes a loaded actor resident and resumes what it has pending. */
@@ -1178,7 +1193,12 @@ export class TesseraNode {
         epoch: record.epoch,
       });
       if (this.#isClosing() || this.#cells.has(cell.key)) return this.#cells.get(cell.key);
+      if (this.#state === "started" && !this.#membership.holdsLease) return undefined;
     }
+    // Past the cap, the least recently active idle actors leave now (before this one joins them, so
+    // the sweep cannot take the cell being installed, whose work is not queued yet).
+    if (this.#cells.size + 1 > this.#options.passivation.residentActorsMax)
+      this.#passivator.sweep(this.#options.passivation.residentActorsMax - 1);
     this.#cells.set(cell.key, cell);
     this.#activationErrors.delete(cell.key);
     const dormant = this.#dormant.get(cell.key);
@@ -1186,8 +1206,6 @@ export class TesseraNode {
       dormant();
       this.#dormant.delete(cell.key);
     }
-    // Past the cap, the least recently active idle actors leave now, not at the next passivation tick.
-    if (this.#passivator.overCap) this.#passivator.sweep();
     if (record.revision === 0) cell.enqueueInit();
     const killed = this.#killSwitches.get(`${record.tenantId}\u0000${loaded.def.type}`);
     if (killed !== undefined) void this.#halt(record.tenantId, record.actorId, killed.reason).catch(() => undefined);
