@@ -166,6 +166,7 @@ export class TesseraNode {
       retry: o.retry,
       authorizer: this.#authorizer,
       leaseValid: () => this.#state !== "started" || this.#membership.holdsLease,
+      killed: (tenantId, agentType) => this.#killSwitches.has(`${tenantId}\u0000${agentType}`),
     });
     this.#membership = new Membership({
       store: this.#store,
@@ -925,11 +926,7 @@ export class TesseraNode {
     this.#link?.wake(record.ownerNode, {
       tenantId: message.tenantId,
       actorId: message.actorId,
-      message: {
-        messageId: message.messageId,
-        event: message.event as { type: string } & Record<string, Json>,
-        ...(message.chainRef === undefined ? {} : { chainRef: message.chainRef }),
-      },
+      message: { messageId: message.messageId },
     });
   }
 
@@ -948,9 +945,10 @@ export class TesseraNode {
       void this.#activate(notice.tenantId, notice.actorId);
       return;
     }
-    const cell = this.#cells.get(`${notice.tenantId}\u0000${notice.actorId}`);
-    if (cell !== undefined) return cell.enqueueMessage(m.messageId, m.event, m.chainRef);
-    this.#deliverHere({ tenantId: notice.tenantId, actorId: notice.actorId, messageId: m.messageId, event: m.event, chainRef: m.chainRef });
+    // The store is the record: the message applied is the stored one, never what came over the wire.
+    void this.#redeliver(notice.tenantId, notice.actorId, m.messageId).catch((error: unknown) =>
+      this.#logger.warn({ err: serializeError(error), actorId: notice.actorId }, "a wake-up's message could not be read; the sweeper will"),
+    );
   }
 
   #onControl(notice: ControlNotice): void {

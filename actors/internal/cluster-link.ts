@@ -8,13 +8,14 @@ import { context as otelContext } from "@opentelemetry/api";
 
 /**
  * A wake-up for an actor's owner: the actor has work in the store (it was created there, or a
- * message reached its mailbox). The message itself may ride along so the owner need not read it;
- * the store stays the record, so a lost wake-up costs one sweep interval, never the message.
+ * message reached its mailbox: then its id rides along). The owner reads the message from the
+ * store, which stays the record: a lost wake-up costs one sweep interval, never the message, and a
+ * forged or corrupted one cannot change what is applied.
  */
 export interface WakeNotice {
   tenantId: string;
   actorId: string;
-  message?: { messageId: string; event: { type: string } & Record<string, Json>; chainRef?: string };
+  message?: { messageId: string };
 }
 
 /** Broadcast control between nodes. */
@@ -28,13 +29,12 @@ export type ControlNotice =
   /** A kill switch was engaged: re-read the switches and halt resident actors of the type. */
   | { kind: "kill"; tenantId: string; agentType: string };
 
-const eventSchema = z.object({ type: z.string() }).passthrough();
 const wakeSchema = z
   .object({
     tenantId: z.string().min(1).max(256),
     actorId: z.string().min(1).max(256),
     message: z
-      .object({ messageId: z.string().min(1).max(256), event: eventSchema, chainRef: z.string().max(256).optional() })
+      .object({ messageId: z.string().min(1).max(256) })
       .strict()
       .optional(),
   })

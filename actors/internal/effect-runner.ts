@@ -54,6 +54,8 @@ export interface EffectRunnerDeps {
    * refuses its commits too).
    */
   leaseValid(): boolean;
+  /** Whether a kill switch stops the agent type in the tenant: then no call starts (the halt step follows). */
+  killed(tenantId: string, agentType: string): boolean;
 }
 
 /**
@@ -104,6 +106,8 @@ export class EffectRunner {
     // never turns a running non-idempotent effect into a retried one.
     const idempotent = effect.kind === "model" || (effect.idempotent && (tool?.idempotent ?? true));
     if (!this.#deps.leaseValid()) return owner.effectFailed();
+    // A kill switch stops every call that has not started; the actor's halt step cancels the effect.
+    if (this.#deps.killed(effect.tenantId, owner.def.type)) return;
     if (!idempotent) {
       if (effect.state === "running") {
         // It may or may not have happened: never retried blindly, left for reconciliation.
@@ -156,6 +160,7 @@ export class EffectRunner {
     if (waitMs > 0) await new Promise<void>((resolve) => clock.setTimer(resolve, waitMs));
     if (!owner.isLive() || this.#closed) return;
     if (!this.#deps.leaseValid()) return owner.effectFailed();
+    if (this.#deps.killed(effect.tenantId, owner.def.type)) return;
     return this.#attempt(owner, effect, attempt, true);
   }
 

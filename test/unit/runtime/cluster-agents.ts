@@ -91,5 +91,21 @@ export function makeClusterAgents(calls: CallCounter) {
       output: ({ context }) => ({ woke: context.woke }),
     }),
   });
-  return [counter, child, parent, sleeper];
+  const charger = defineAgent({
+    type: "charger",
+    version: 1,
+    tools: [note],
+    machine: setup({ types: {} as { context: { n: number }; events: any } }).createMachine({
+      context: { n: 0 },
+      initial: "ready",
+      states: {
+        ready: { on: { charge: "charging" } },
+        charging: {
+          entry: callTool("note", ({ context }) => ({ n: context.n })),
+          on: { "tool.note.done": { target: "ready", actions: assign({ n: ({ context }) => context.n + 1 }) } },
+        },
+      },
+    }),
+  });
+  return [counter, child, parent, sleeper, charger];
 }

@@ -259,6 +259,32 @@ describe("kill switch", () => {
   });
 });
 
+describe("kill switch ordering", () => {
+  it("no call starts once the switch is engaged, even for messages queued ahead of the halt", async () => {
+    const calls: CallCounter = new Map();
+    const { store, make } = cluster(calls, { leaseTtlMs: 60_000 });
+    const a = make("node-a");
+    await a.start();
+    const { runId } = await a.startRun({ tenantId: "t", agentType: "charger", input: null, idempotencyKey: "c", runId: "c" });
+    await until(async () => (await store.getActor("t", runId))!.revision >= 1);
+    await a.close();
+    // Three charges wait in the mailbox while no node hosts the actor; the halt queues behind them.
+    for (let i = 0; i < 3; i++) {
+      await store.enqueueMessage(
+        { tenantId: "t", actorId: runId, messageId: `j${i}`, event: { type: "charge" }, sender: "external", createdAt: Date.now() },
+        { mailboxDepthMax: 100 },
+      );
+    }
+    const b = make("node-b");
+    expect(await b.engageKillSwitch({ tenantId: "t", agentType: "charger", reason: "stop now" })).toEqual({ engaged: true, halting: 1 });
+    await b.start();
+    expect(await b.waitForStatus("t", runId, { timeoutMs: 5_000 })).toMatchObject({ status: "halted" });
+    // The charge a queued message planned never ran; the halt cancelled it.
+    expect(calls.size).toBe(0);
+    expect((await store.listEffects("t", runId)).every((e) => e.state === "cancelled")).toBe(true);
+  });
+});
+
 describe("passivation", () => {
   it("drops idle actors from memory and brings them back on their next message", async () => {
     const calls: CallCounter = new Map();
