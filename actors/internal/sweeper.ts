@@ -37,6 +37,8 @@ export class Sweeper {
   #stopped = false;
   #sweeping: Promise<void> | undefined;
   #again = false;
+  /** Where the next sweep's page of pending work starts (undefined: from the first actor). */
+  #cursor: { tenantId: string; actorId: string } | undefined;
   /** Counters, for tests and metrics. */
   readonly stats = { sweeps: 0, claimed: 0, reactivated: 0, refreshed: 0 };
 
@@ -123,7 +125,11 @@ export class Sweeper {
     this.stats.claimed += claimed;
     if (claimed === share) this.#again = true;
     if (!d.canClaim()) return;
-    const work = await d.store.findPendingWork(d.nodeId, d.now() + d.intervalMs, d.pageSize);
+    // A page per sweep, from where the last one stopped: busy actors early in key order cannot keep
+    // the sweeper from ever reaching the ones after them.
+    const work = await d.store.findPendingWork(d.nodeId, d.now() + d.intervalMs, d.pageSize, this.#cursor);
+    const last = work.at(-1);
+    this.#cursor = work.length < d.pageSize || last === undefined ? undefined : { tenantId: last.tenantId, actorId: last.actorId };
     const inactive = work.filter((w) => !d.isResident(w.tenantId, w.actorId));
     this.stats.reactivated += inactive.length;
     await d.activateAll(inactive);

@@ -129,8 +129,14 @@ export interface Store {
    * Active actors owned by `nodeId` that have work in the store: no step yet (revision 0), a
    * pending mailbox message, a timer due at or before `dueBefore` (ms), or a planned or running
    * effect. The sweeper reactivates them (what NATS or a passivation lost is re-derived from here).
+   * In key order after `afterKey`: a sweeper pages through them across sweeps.
    */
-  findPendingWork(nodeId: string, dueBefore: number, limit: number): Promise<PendingWork[]>;
+  findPendingWork(
+    nodeId: string,
+    dueBefore: number,
+    limit: number,
+    afterKey?: { tenantId: string; actorId: string },
+  ): Promise<PendingWork[]>;
 
   /**
    * Engages a kill switch: the agent type may no longer run in the tenant. Engaging it again keeps

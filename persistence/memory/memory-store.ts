@@ -385,13 +385,22 @@ export class MemoryStore implements Store {
     return moved;
   }
 
-  async findPendingWork(nodeId: string, dueBefore: number, limit: number): Promise<PendingWork[]> {
+  async findPendingWork(
+    nodeId: string,
+    dueBefore: number,
+    limit: number,
+    afterKey?: { tenantId: string; actorId: string },
+  ): Promise<PendingWork[]> {
     this.#open();
     assertNodeId(nodeId, "findPendingWork");
     assert(Number.isSafeInteger(dueBefore), "findPendingWork: dueBefore is an integer (ms)");
     assert(Number.isSafeInteger(limit) && limit >= 0, "findPendingWork limit is an integer >= 0");
     const found: PendingWork[] = [];
-    for (const actor of this.#activeInKeyOrder((candidate) => candidate.ownerNode === nodeId)) {
+    const after = (actor: ActorRecord): boolean =>
+      afterKey === undefined ||
+      compareText(actor.tenantId, afterKey.tenantId) > 0 ||
+      (actor.tenantId === afterKey.tenantId && compareText(actor.actorId, afterKey.actorId) > 0);
+    for (const actor of this.#activeInKeyOrder((candidate) => candidate.ownerNode === nodeId && after(candidate))) {
       if (found.length >= limit) break;
       const tenant = this.#tenants.get(actor.tenantId);
       assert(tenant !== undefined, "an actor's tenant exists");

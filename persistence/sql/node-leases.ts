@@ -345,6 +345,7 @@ export async function findPendingWorkSql(
   nodeId: string,
   dueBefore: number,
   limit: number,
+  afterKey?: { tenantId: string; actorId: string },
 ): Promise<PendingWork[]> {
   assertNodeId(nodeId, "findPendingWork");
   assert(Number.isSafeInteger(dueBefore), "findPendingWork: dueBefore is an integer (ms)");
@@ -352,11 +353,16 @@ export async function findPendingWorkSql(
   if (limit === 0) return [];
   const pending = `EXISTS (SELECT 1 FROM ${t.mailbox} m WHERE m.tenant_id = a.tenant_id AND m.actor_id = a.actor_id AND m.applied_seq IS NULL)`;
   const text = `SELECT a.tenant_id, a.actor_id, ${pending} AS pending_messages FROM ${t.actors} a
-    WHERE a.status = 'active' AND a.owner_node = $1::text AND (a.revision = 0 OR ${pending}
+    WHERE a.status = 'active' AND a.owner_node = $1::text
+      AND ($4::text IS NULL OR (a.tenant_id, a.actor_id) > ($4::text, $5::text))
+      AND (a.revision = 0 OR ${pending}
       OR EXISTS (SELECT 1 FROM ${t.timers} tm WHERE tm.tenant_id = a.tenant_id AND tm.actor_id = a.actor_id AND tm.due_at <= $2::int8)
       OR EXISTS (SELECT 1 FROM ${t.effects} e WHERE e.tenant_id = a.tenant_id AND e.actor_id = a.actor_id AND e.state IN ('planned', 'running')))
     ORDER BY a.tenant_id, a.actor_id LIMIT $3::int8`;
-  const rows = await executor.single("findPendingWork", async (session) => (await session.query(text, [nodeId, dueBefore, limit])).rows);
+  const rows = await executor.single(
+    "findPendingWork",
+    async (session) => (await session.query(text, [nodeId, dueBefore, limit, afterKey?.tenantId ?? null, afterKey?.actorId ?? null])).rows,
+  );
   assert(rows.length <= limit, "findPendingWork returns at most limit actors");
   return rows.map((row) => ({
     tenantId: row.tenant_id as string,

@@ -472,8 +472,13 @@ export class SqlStore implements Store, AsyncDisposable {
    * Active actors of `nodeId` with work in the store (no step yet, a pending message, a timer due
    * at or before `dueBefore`, a planned or running effect), in key order, at most `limit`.
    */
-  findPendingWork(nodeId: string, dueBefore: number, limit: number): Promise<PendingWork[]> {
-    return findPendingWorkSql(this.#executor, this.#tables, nodeId, dueBefore, limit);
+  findPendingWork(
+    nodeId: string,
+    dueBefore: number,
+    limit: number,
+    afterKey?: { tenantId: string; actorId: string },
+  ): Promise<PendingWork[]> {
+    return findPendingWorkSql(this.#executor, this.#tables, nodeId, dueBefore, limit, afterKey);
   }
 
   async engageKillSwitch(entry: KillSwitch): Promise<{ created: boolean }> {

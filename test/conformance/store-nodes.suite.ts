@@ -434,6 +434,11 @@ function describePendingWork(ctx: { store: Store }): void {
       expect(await store.findPendingWork("node-1", 4_999, 100)).toEqual(expected.filter((w) => w.actorId !== "act_d_timer"));
       expect(await store.findPendingWork("node-1", 5_000, 2)).toEqual(expected.slice(0, 2));
       expect(await store.findPendingWork("node-1", 5_000, 0)).toEqual([]);
+      // Paged with a cursor: the pages together are the whole list, in order.
+      const first = await store.findPendingWork("node-1", 5_000, 2);
+      const last = first.at(-1)!;
+      const rest = await store.findPendingWork("node-1", 5_000, 100, { tenantId: last.tenantId, actorId: last.actorId });
+      expect([...first, ...rest]).toEqual(expected);
       expect(await store.findPendingWork("node-2", 5_000, 100)).toEqual([
         { tenantId: "acme", actorId: "act_j_other", pendingMessages: true },
       ]);

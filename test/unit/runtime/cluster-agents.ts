@@ -107,5 +107,25 @@ export function makeClusterAgents(calls: CallCounter) {
       },
     }),
   });
-  return [counter, child, parent, sleeper, charger];
+  /** Calls a tool that never answers (within the test): busy for as long as the test runs. */
+  const thinker = defineAgent({
+    type: "thinker",
+    version: 1,
+    tools: [
+      defineTool({
+        name: "think",
+        description: "Never answers",
+        idempotent: true,
+        timeoutMs: 600_000,
+        input: z.object({}),
+        output: z.object({ ok: z.boolean() }),
+        execute: () => new Promise(() => undefined),
+      }),
+    ],
+    machine: setup({ types: {} as { context: object; events: any } }).createMachine({
+      initial: "thinking",
+      states: { thinking: { entry: callTool("think", () => ({})), on: { "tool.think.done": "done" } }, done: { type: "final" } },
+    }),
+  });
+  return [counter, child, parent, sleeper, charger, thinker];
 }

@@ -184,6 +184,35 @@ describe("nodes sharing a store", () => {
   });
 });
 
+describe("the sweeper", () => {
+  it("reaches actors past a page of busy ones: a message whose wake-up was lost is applied", async () => {
+    const calls: CallCounter = new Map();
+    const store = createMemoryStore({ shared: true });
+    const node = createNode({
+      store,
+      agents: makeClusterAgents(calls),
+      nodeId: "n1",
+      logger: silent,
+      statusPollMs: 10,
+      transport: createInProcessTransport({ bus: createInProcessBus(), subjectPrefix: "sweep" }),
+      cluster: { leaseTtlMs: 1_000, renewIntervalMs: 250, sweepIntervalMs: 30, sweepPageSize: 3 },
+    });
+    open.push(node);
+    await node.start();
+    // Three busy actors first in key order (a tool call that never answers), a waiting one after.
+    for (const id of ["a1", "a2", "a3"])
+      await node.startRun({ tenantId: "t", agentType: "thinker", input: null, idempotencyKey: id, runId: id });
+    await node.startRun({ tenantId: "t", agentType: "waiter", input: { tag: "z" }, idempotencyKey: "z9", runId: "z9" });
+    await until(async () => (await store.getActor("t", "z9"))!.revision >= 1);
+    // A message put into the mailbox behind the node's back: no delivery, only the sweeper finds it.
+    await store.enqueueMessage(
+      { tenantId: "t", actorId: "z9", messageId: "go1", event: { type: "go" }, sender: "external", createdAt: Date.now() },
+      { mailboxDepthMax: 10 },
+    );
+    expect((await node.waitForStatus("t", "z9", { timeoutMs: 5_000 })).status).toBe("completed");
+  });
+});
+
 describe("a node id started twice", () => {
   it("the earlier process stops acting for good once a new one registers the same id", async () => {
     const calls: CallCounter = new Map();
