@@ -750,9 +750,9 @@ export class TesseraNode {
   }
 
   /**
-   * Runs `work` after every earlier work of the same key on this node. Enqueues to one actor
-   * touch the same mailbox rows: run concurrently, SERIALIZABLE transactions abort each other (a
-   * burst of a thousand events to one actor exhausts their retries); one at a time they do not.
+   * Runs `work` after every earlier work of the same key on this node. Enqueues to one actor queue
+   * on its mailbox head row in the store anyway; lining them up here first keeps a burst to one
+   * actor from holding every pooled connection while they wait for that lock.
    */
   #serialized<T>(key: string, work: () => Promise<T>): Promise<T> {
     const before = this.#lanes.get(key) ?? Promise.resolve();
