@@ -211,7 +211,8 @@ describe("tessera node", () => {
         state: "active",
         live: true,
         ownedActors: 1,
-        info: { http: node.ready.http, pid: node.ready.pid },
+        // The registration's life id tells this process from a later one started under the same id.
+        info: { http: node.ready.http, pid: node.ready.pid, life: expect.stringMatching(/^life_/) },
       }),
     ]);
 
