@@ -3,7 +3,7 @@
  * every step is committed to a store before anything of it happens outside.
  */
 export { createNode, TesseraNode } from "./actors/node.js";
-export type { ActorView, StartRunRequest, SendEventRequest, ReconcileRequest } from "./actors/node.js";
+export type { ActorView, StartRunRequest, SendEventRequest, ReconcileRequest, ClusterStats } from "./actors/node.js";
 export type { NodeOptions, ClusterOptions, PassivationOptions } from "./actors/node-options.js";
 export { poolTool, serveToolPool, poolCallTimeoutMsDefault } from "./actors/tool-pool.js";
 export type { ToolPoolOptions, ServeToolPoolOptions, ToolPoolWorker } from "./actors/tool-pool.js";

@@ -58,6 +58,27 @@ export interface ActorView {
   updatedAt: number;
 }
 
+/** Counters and state of a node's cluster machinery ({@link TesseraNode.clusterStats}). */
+export interface ClusterStats {
+  /** Sweeps run, actors claimed as orphans, non-resident actors activated for work found in the store. */
+  sweeps: number;
+  claimed: number;
+  reactivated: number;
+  /** Mailboxes of idle resident actors re-read because messages were pending (a lost wake-up). */
+  refreshed: number;
+  passivated: number;
+  wakesSent: number;
+  wakesReceived: number;
+  /** Publishes the transport refused (counted, never silent). */
+  publishFailures: number;
+  holdsLease: boolean;
+  /** Another process registered this node id: this one no longer acts. */
+  superseded: boolean;
+  liveNodes: readonly string[];
+  /** Activations put off at the resident cap. */
+  deferredActivations: number;
+}
+
 /** Arguments of {@link TesseraNode.startRun}. */
 export interface StartRunRequest {
   tenantId: string;
@@ -274,20 +295,7 @@ export class TesseraNode {
   }
 
   /** Counters of the cluster machinery (sweeps, claims, wake-ups, passivations), for tests and metrics. */
-  get clusterStats(): {
-    sweeps: number;
-    claimed: number;
-    reactivated: number;
-    refreshed: number;
-    passivated: number;
-    wakesSent: number;
-    wakesReceived: number;
-    publishFailures: number;
-    holdsLease: boolean;
-    superseded: boolean;
-    liveNodes: readonly string[];
-    deferredActivations: number;
-  } {
+  get clusterStats(): ClusterStats {
     return {
       ...this.#sweeper.stats,
       passivated: this.#passivator.passivated,

@@ -54,18 +54,9 @@ export interface ItemError {
   message: string;
 }
 
-/** The cluster counters of a node. */
-export interface ClusterStats {
-  sweeps: number;
-  claimed: number;
-  reactivated: number;
-  refreshed: number;
-  passivated: number;
-  wakesSent: number;
-  wakesReceived: number;
-  publishFailures: number;
-  holdsLease: boolean;
-}
+/** The cluster counters of a node, as the runtime reports them. */
+export type { ClusterStats } from "../../actors/node.js";
+import type { ClusterStats } from "../../actors/node.js";
 
 /** What a worker answers to `stats`. */
 export interface WorkerStats {
