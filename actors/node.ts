@@ -998,14 +998,15 @@ export class TesseraNode {
     await Promise.all(Array.from({ length: Math.min(this.#options.recoveryConcurrency, actors.length) }, worker));
   }
 
-  async #refreshMailbox(tenantId: string, actorId: string): Promise<void> {
+  async #refreshMailbox(tenantId: string, actorId: string): Promise<boolean> {
     const cell = this.#cells.get(`${tenantId}\u0000${actorId}`);
     // A busy actor reads nothing now: it is applying messages, and a later sweep finds it idle if a
     // wake-up for it was lost. An idle one with pending messages is exactly that case.
-    if (cell === undefined || !cell.idle) return;
+    if (cell === undefined || !cell.idle) return false;
     const messages = await this.#store.pendingMessages(tenantId, actorId, this.#limits.mailboxDepthMax + 1);
     for (const message of messages)
       cell.enqueueMessage(message.messageId, message.event as { type: string } & Record<string, Json>, message.chainRef);
+    return true;
   }
 
   /** Drops an idle actor from memory; a timer it has armed wakes it again. */

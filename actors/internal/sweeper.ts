@@ -19,8 +19,8 @@ export interface SweeperDeps {
   activateAll(actors: ReadonlyArray<{ tenantId: string; actorId: string }>): Promise<void>;
   /** Whether an actor is resident on the node. */
   isResident(tenantId: string, actorId: string): boolean;
-  /** Re-reads a resident actor's mailbox (a wake-up for it may have been lost). */
-  refreshMailbox(tenantId: string, actorId: string): Promise<void>;
+  /** Re-reads a resident actor's mailbox if it is idle (a wake-up for it may have been lost); says whether it did. */
+  refreshMailbox(tenantId: string, actorId: string): Promise<boolean>;
   /** Runs first in every sweep (re-reads cluster-wide settings a broadcast may have missed). */
   beforeSweep(): Promise<void>;
 }
@@ -135,8 +135,7 @@ export class Sweeper {
     await d.activateAll(inactive);
     for (const w of work) {
       if (!w.pendingMessages || !d.isResident(w.tenantId, w.actorId)) continue;
-      this.stats.refreshed++;
-      await d.refreshMailbox(w.tenantId, w.actorId);
+      if (await d.refreshMailbox(w.tenantId, w.actorId)) this.stats.refreshed++;
     }
   }
 }
