@@ -867,7 +867,7 @@ export class TesseraNode {
    */
   async revoke(tenantId: string, target: RevocationTarget, expiresAtSeconds: number): Promise<void> {
     if (this.#authorizer === undefined) throw new AgentError("ERR_CONFIG", "this node has no identity option");
-    await this.#authorizer.revocations.revoke({ tenant: tenantId, target, expiresAt: expiresAtSeconds });
+    await this.#authorizer.revoke({ tenant: tenantId, target, expiresAt: expiresAtSeconds });
     this.#link?.broadcast({ kind: "revoke", tenantId, target: target as unknown as Json, expiresAt: expiresAtSeconds });
   }
 

@@ -14,6 +14,7 @@ import {
   type InvocationVerifier,
   type KeyDirectory,
   type ReplayStore,
+  type RevocationEntry,
   type RevocationList,
   type VerifiedInvocation,
 } from "../../identity/index.js";
@@ -57,9 +58,10 @@ export class Authorizer {
   constructor(options: NodeIdentityOptions, clock: Clock, store: Store, logger: Logger) {
     this.#options = options;
     this.#clock = clock;
-    this.#storeDirectory = options.directory === undefined ? new StoreKeyDirectory(store, clock, logger) : undefined;
-    this.directory = options.directory ?? this.#storeDirectory!;
     this.revocations = options.revocations ?? new MemoryRevocationList({ clock });
+    this.#storeDirectory =
+      options.directory === undefined ? new StoreKeyDirectory(store, clock, logger, (entry) => this.revocations.revoke(entry)) : undefined;
+    this.directory = options.directory ?? this.#storeDirectory!;
     this.#replay = options.replay ?? new MemoryReplayStore({ clock });
     this.#cache = new ChainCache();
   }
@@ -180,6 +182,15 @@ export class Authorizer {
     } finally {
       signer.endTask(handle);
     }
+  }
+
+  /**
+   * Revokes at once on this node and records the revocation in the tenant's stored log, where every
+   * other node (and any node started later) picks it up when it next reads the log.
+   */
+  async revoke(entry: RevocationEntry): Promise<void> {
+    await this.revocations.revoke(entry);
+    await this.#storeDirectory?.appendRevocation(entry);
   }
 
   /** Releases the secrets a tool declared, for a verified invocation only. */

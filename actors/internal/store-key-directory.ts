@@ -1,6 +1,6 @@
 import type { Clock } from "../../core/clock.js";
 import type { Json } from "../../core/json.js";
-import type { Store } from "../../core/ports/store.js";
+import type { NewDirectoryEntry, Store } from "../../core/ports/store.js";
 import {
   jwkThumbprint,
   MemoryKeyDirectory,
@@ -9,6 +9,8 @@ import {
   type KeyDirectory,
   type KeyRecord,
   type PublicJwk,
+  type RevocationEntry,
+  type RevocationTarget,
 } from "../../identity/index.js";
 import type { Logger } from "../logger.js";
 
@@ -25,12 +27,26 @@ export class StoreKeyDirectory implements KeyDirectory {
   readonly #clock: Clock;
   readonly #positions = new Map<string, number>();
   #replaying = false;
+  readonly #onRevoke: (entry: RevocationEntry) => Promise<unknown>;
 
-  constructor(store: Store, clock: Clock, logger: Logger) {
+  /**
+   * @param onRevoke - applies a revocation found in the log (to the node's revocation list); without
+   *   it revocations in the log are skipped
+   */
+  constructor(store: Store, clock: Clock, logger: Logger, onRevoke: (entry: RevocationEntry) => Promise<unknown> = async () => undefined) {
     this.#inner = new MemoryKeyDirectory({ clock });
     this.#store = store;
     this.#logger = logger;
     this.#clock = clock;
+    this.#onRevoke = onRevoke;
+  }
+
+  /**
+   * Records a revocation in the tenant's log, so that every node, and every node started later,
+   * applies it when it next reads the log (the broadcast only tells the nodes running now).
+   */
+  async appendRevocation(entry: RevocationEntry): Promise<void> {
+    await this.#append(entry.tenant, "revoke", "", { target: entry.target as unknown as Json, expiresAt: entry.expiresAt });
   }
 
   get(tenant: string, kid: string): KeyRecord | undefined {
@@ -86,7 +102,9 @@ export class StoreKeyDirectory implements KeyDirectory {
             if (entry.kind === "anchor") await this.#inner.addAuthority(body as unknown as AuthorityAnchor);
             else if (entry.kind === "identity") await this.#inner.registerIdentity(body.token as string, body.publicJwk as PublicJwk);
             else if (entry.kind === "retire") await this.#inner.retire(tenant, entry.kid, body.atSeconds as number);
-            else await this.#inner.markCompromised(tenant, entry.kid);
+            else if (entry.kind === "revoke")
+              await this.#onRevoke({ tenant, target: body.target as RevocationTarget, expiresAt: body.expiresAt as number });
+            else if (entry.kind === "compromise") await this.#inner.markCompromised(tenant, entry.kid);
           } catch (error) {
             // An expired identity token no longer certifies anything: skipping it is what verification would do.
             this.#logger.debug({ tenant, kid: entry.kid, kind: entry.kind, err: String(error) }, "directory entry not applied");
@@ -99,7 +117,7 @@ export class StoreKeyDirectory implements KeyDirectory {
     }
   }
 
-  async #append(tenant: string, kind: "anchor" | "identity" | "retire" | "compromise", kid: string, body: Json): Promise<void> {
+  async #append(tenant: string, kind: NewDirectoryEntry["kind"], kid: string, body: Json): Promise<void> {
     const position = await this.#store.appendDirectory({ tenantId: tenant, kind, kid, body, createdAt: this.#clock.now() });
     if (position === (this.#positions.get(tenant) ?? 0) + 1) this.#positions.set(tenant, position);
   }

@@ -220,11 +220,14 @@ export interface PendingWork {
 /** A change to a tenant's key directory, as the identity layer records it. */
 export interface NewDirectoryEntry {
   tenantId: string;
-  /** `anchor`: a tenant authority key; `identity`: an identity token certifying a key; `retire`, `compromise`: a key's end. */
-  kind: "anchor" | "identity" | "retire" | "compromise";
+  /**
+   * `anchor`: a tenant authority key; `identity`: an identity token certifying a key; `retire`,
+   * `compromise`: a key's end; `revoke`: a revocation (IDENTITY.md §9), which every node applies.
+   */
+  kind: "anchor" | "identity" | "retire" | "compromise" | "revoke";
   /** The key concerned (its RFC 7638 thumbprint). */
   kid: string;
-  /** anchor: the authority anchor; identity: `{ token, publicJwk }`; retire: `{ atSeconds }`; compromise: `{}`. */
+  /** anchor: the authority anchor; identity: `{ token, publicJwk }`; retire: `{ atSeconds }`; compromise: `{}`; revoke: `{ target, expiresAt }`. */
   body: Json;
   createdAt: number;
 }

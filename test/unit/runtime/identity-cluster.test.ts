@@ -94,12 +94,12 @@ async function twoNodes() {
       onBehalfOf: { user: "tsr:acme:user:alice", authnHash: sha256("alice") },
     }),
   ];
-  return { a, b, store, grant, calls };
+  return { a, b, store, grant, calls, make };
 }
 
 describe("identity across nodes", () => {
   it("a revocation made on one node refuses calls on the node that owns the actor", async () => {
-    const { a, b, store, grant, calls } = await twoNodes();
+    const { a, b, store, grant, calls, make } = await twoNodes();
     // Runs until one lands on node-b: the revocation is then made where the actor is not.
     let runId = "";
     let chain: string[] = [];
@@ -128,6 +128,12 @@ describe("identity across nodes", () => {
       ),
     );
     expect(calls).toHaveLength(1);
+    // A node started after the revocation heard no broadcast: it reads it from the stored log.
+    const late = make("node-late");
+    await late.start();
+    await expect(
+      late.sendEvent({ tenantId: "acme", actorId: runId, event: { type: "pay", cents: 3 }, messageId: "m3", chain }),
+    ).rejects.toMatchObject({ code: "ERR_AUTHZ_REVOKED" });
   });
 
   it("an actor handed to another node signs with a new key there; the old one is retired", async () => {
