@@ -5,6 +5,7 @@ import { makeClusterAgents, type CallCounter } from "../unit/runtime/cluster-age
 import { databaseUrl } from "../helpers/services.js";
 import { createTestPgPool, dropSchemas, uniqueSchema } from "../helpers/sql.js";
 import { silent } from "../helpers/silent-logger.js";
+import { until } from "../helpers/until.js";
 
 const schemas: string[] = [];
 afterAll(async () => {
@@ -16,14 +17,6 @@ afterAll(async () => {
 function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not reached");
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe("load on one actor and many idle actors (PostgreSQL)", () => {
@@ -42,6 +35,7 @@ describe("load on one actor and many idle actors (PostgreSQL)", () => {
     await until(
       async () => (await Promise.all([hot, ...others].map((id) => store.getActor("t", id)))).every((r) => r!.revision >= 2),
       30_000,
+      20,
     );
 
     // Latency of the unrelated actors' events, alone and during the burst (reported, not asserted).
@@ -55,7 +49,7 @@ describe("load on one actor and many idle actors (PostgreSQL)", () => {
       );
       const latencies: number[] = [];
       for (const id of others) {
-        await until(async () => (await node.readJournal("t", id)).some((e) => e.messageId === `${id}-${tag}`), 30_000);
+        await until(async () => (await node.readJournal("t", id)).some((e) => e.messageId === `${id}-${tag}`), 30_000, 20);
         const entry = (await node.readJournal("t", id)).find((e) => e.messageId === `${id}-${tag}`)!;
         latencies.push(entry.createdAt - sent.get(id)!);
       }
@@ -77,7 +71,7 @@ describe("load on one actor and many idle actors (PostgreSQL)", () => {
     );
     expect(again.every((a) => !a.accepted)).toBe(true);
     const duringLatencies = await during;
-    await until(async () => (await store.getActor("t", hot))!.revision >= 1002, 60_000);
+    await until(async () => (await store.getActor("t", hot))!.revision >= 1002, 60_000, 20);
     await node.sendEvent({ tenantId: "t", actorId: hot, event: { type: "finish" }, messageId: "fin" });
     expect(await node.waitForStatus("t", hot, { timeoutMs: 30_000 })).toMatchObject({ status: "completed", output: { count: 1000 } });
 
@@ -129,8 +123,8 @@ describe("load on one actor and many idle actors (PostgreSQL)", () => {
       );
       ids.push(...page.map((p) => p.runId));
     }
-    await until(() => calls.size === 10_000, 120_000);
-    await until(async () => (await store.findPendingWork(node.nodeId, Date.now(), 10)).length === 0, 60_000);
+    await until(() => calls.size === 10_000, 120_000, 20);
+    await until(async () => (await store.findPendingWork(node.nodeId, Date.now(), 10)).length === 0, 60_000, 20);
     const createMs = Date.now() - started;
     clearInterval(sampler);
     expect(node.residentActors).toBeLessThanOrEqual(cap);
@@ -143,7 +137,7 @@ describe("load on one actor and many idle actors (PostgreSQL)", () => {
     for (const id of sample) {
       const sentAt = Date.now();
       await node.sendEvent({ tenantId: "t", actorId: id, event: { type: "inc", n: 1 }, messageId: `${id}-wake` });
-      await until(async () => (await store.getActor("t", id))!.revision >= 3, 10_000);
+      await until(async () => (await store.getActor("t", id))!.revision >= 3, 10_000, 20);
       const entry = (await node.readJournal("t", id, { afterSeq: 2 }))[0]!;
       latencies.push(entry.createdAt - sentAt);
     }

@@ -5,14 +5,7 @@ import type { Store } from "../../../core/ports/store.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
 import { silent } from "../../helpers/silent-logger.js";
 import { makeClusterAgents, type CallCounter } from "./cluster-agents.js";
-
-async function until(check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not reached");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { until } from "../../helpers/until.js";
 
 const open: TesseraNode[] = [];
 afterEach(async () => {

@@ -14,19 +14,12 @@ import { sha256 } from "../../../core/ids.js";
 import { TenantAuthority, tokenHash, type RootAuthorityOracle } from "../../../identity/index.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
 import { silent } from "../../helpers/silent-logger.js";
+import { until } from "../../helpers/until.js";
 
 const open: TesseraNode[] = [];
 afterEach(async () => {
   await Promise.all(open.splice(0).map((node) => node.close()));
 });
-
-async function until(check: () => Promise<boolean> | boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not reached");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function twoNodes() {
   const calls: string[] = [];

@@ -8,14 +8,7 @@ import { createNode } from "../../../actors/node.js";
 import { SimulatedClock } from "../../../core/clock.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
 import { silent } from "../../helpers/silent-logger.js";
-
-async function until(check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not reached");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { until } from "../../helpers/until.js";
 
 function timerAgent() {
   return defineAgent({

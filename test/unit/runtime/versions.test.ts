@@ -4,6 +4,7 @@ import { defineAgent } from "../../../actors/define-agent.js";
 import { createNode } from "../../../actors/node.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
 import { silent } from "../../helpers/silent-logger.js";
+import { until } from "../../helpers/until.js";
 
 const v1 = defineAgent({
   type: "counter",
@@ -35,14 +36,6 @@ const v2Machine = setup({ types: {} as { context: { total: number; unit: string 
   },
   output: ({ context }) => ({ total: context.total, unit: context.unit }),
 });
-
-async function until(check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 3000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not reached");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function runOnV1() {
   const store = createMemoryStore();
