@@ -113,6 +113,11 @@ export interface ReconcileRequest {
 
 /** Most actors remembered as waiting for room at the resident cap; beyond it the sweeper finds their work. */
 const deferredKeysMax = 100_000;
+/**
+ * `waitForStatus` re-reads an actor resident on this node this many times less often: its own
+ * commits wake the waiter, so the poll only guards against a wake-up this node failed to give.
+ */
+const residentPollFactor = 10;
 const finalStatuses: readonly ActorStatus[] = ["completed", "failed", "stopped", "halted"];
 const idPattern = /^[A-Za-z0-9_.:@-]+$/;
 /** Tenant ids are principal segments (IDENTITY.md §2), so they are as strict as principals want. */
@@ -572,7 +577,12 @@ export class TesseraNode {
           done();
           reject(options.signal?.reason);
         };
-        const timer = setTimeout(() => wake(), Math.min(remaining, this.#options.statusPollMs));
+        // An actor resident here is stepped by this node, whose commits wake the waiter: the poll
+        // is only a safety net then. Leaving memory (passivation, fence, hand-off, reload) wakes
+        // the waiter, which polls at the normal pace from then on.
+        const resident = this.#cells.get(key)?.status === "active";
+        const pollMs = resident ? this.#options.statusPollMs * residentPollFactor : this.#options.statusPollMs;
+        const timer = setTimeout(() => wake(), Math.min(remaining, pollMs));
         waiters.add(wake);
         options.signal?.addEventListener("abort", onAbort, { once: true });
       });
@@ -671,8 +681,7 @@ export class TesseraNode {
     await this.#membership.refresh().catch(() => undefined);
     const targets = this.#membership.placementNodes.filter((n) => n !== this.nodeId);
     // Nothing steps here any more: a commit still under way is refused by the epoch the hand-off bumps.
-    for (const cell of this.#cells.values()) cell.evict();
-    this.#cells.clear();
+    this.#evictAll();
     if (targets.length === 0) return;
     try {
       for (;;) {
@@ -1015,6 +1024,7 @@ export class TesseraNode {
     const dueAt = cell.earliestTimerDueAt();
     cell.evict();
     this.#cells.delete(cell.key);
+    this.#notify(cell.key, undefined);
     if (dueAt === undefined) return;
     // The wake-up holds the ids only, not the cell: a passivated actor's state must be freed.
     const { tenantId, actorId } = cell.identity;
@@ -1029,11 +1039,18 @@ export class TesseraNode {
     this.#dormant.set(key, cancel);
   }
 
+  /** Drops every resident actor from memory; their waiters go back to polling the store. */
+  #evictAll(): void {
+    const keys = [...this.#cells.keys()];
+    for (const cell of this.#cells.values()) cell.evict();
+    this.#cells.clear();
+    for (const key of keys) this.#notify(key, undefined);
+  }
+
   /** The lease is lost: nothing this node does for its actors may count any more. */
   #fence(): void {
     this.#fences++;
-    for (const cell of this.#cells.values()) cell.evict();
-    this.#cells.clear();
+    this.#evictAll();
     for (const cancel of this.#dormant.values()) cancel();
     this.#dormant.clear();
     this.#effects.abortAll(new AgentError("ERR_LEASE_LOST", `node ${this.nodeId} lost its lease`));
@@ -1054,6 +1071,7 @@ export class TesseraNode {
     if (this.#state === "started") this.#membership.refreshSoon();
     cell.evict();
     if (this.#cells.get(cell.key) === cell) this.#cells.delete(cell.key);
+    this.#notify(cell.key, undefined);
     if (this.#state === "closing" || this.#state === "closed") return;
     const delayMs = 50 + Math.floor(Math.random() * 200);
     this.#clock.setTimer(() => void this.#activate(cell.identity.tenantId, cell.identity.actorId), delayMs);
