@@ -512,15 +512,10 @@ export class TesseraNode {
 
   /** Reads what a caller may know about an actor. @throws AgentError `ERR_ACTOR_NOT_FOUND` */
   async getActor(tenantId: string, actorId: string): Promise<ActorView> {
-    const record = await this.#store.getActor(tenantId, actorId);
-    if (record === undefined)
+    const read = await this.#store.getActorState(tenantId, actorId);
+    if (read === undefined)
       throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`, { details: { actorId } });
-    const cell = this.#cells.get(`${tenantId}\u0000${actorId}`);
-    let stateValue: Json = null;
-    if (cell?.state?.machine !== undefined && cell.revision === record.revision) stateValue = cell.state.machine.value as Json;
-    else if (record.revision > 0)
-      stateValue = (await this.#store.readJournal(tenantId, actorId, { afterSeq: record.revision - 1, limit: 1 }))[0]?.stateValue ?? null;
-    return viewOf(record, stateValue);
+    return viewOf(read.actor, read.stateValue);
   }
 
   /**

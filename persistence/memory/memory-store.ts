@@ -162,6 +162,17 @@ export class MemoryStore implements Store {
     return actor === undefined ? undefined : clone(actor);
   }
 
+  async getActorState(tenantId: string, actorId: string): Promise<{ actor: ActorRecord; stateValue: Json } | undefined> {
+    this.#open();
+    const tenant = this.#tenants.get(tenantId);
+    const actor = tenant?.actors.get(actorId);
+    if (actor === undefined) return undefined;
+    const entries = tenant?.journal.get(actorId) ?? [];
+    const guess = entries[actor.revision - 1];
+    const entry = guess?.seq === actor.revision ? guess : entries.find((e) => e.seq === actor.revision);
+    return { actor: clone(actor), stateValue: entry === undefined ? null : clone(entry.stateValue) };
+  }
+
   async findRun(tenantId: string, runKey: string): Promise<ActorRecord | undefined> {
     this.#open();
     const tenant = this.#tenants.get(tenantId);

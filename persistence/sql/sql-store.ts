@@ -52,10 +52,11 @@ import {
   messageSelect,
   timerColumns,
   timerFromRow,
+  optionalJson,
 } from "./rows.js";
 import { SqlParams } from "./sql-params.js";
 import { tablesFor, type Tables } from "./tables.js";
-import { defaultSqlRetry, SqlExecutor, type SqlPool, type SqlRetryOptions, type SqlSession, type SqlStoreStats } from "./transaction.js";
+import { defaultSqlRetry, SqlExecutor, type SqlPool, type SqlRetryOptions, type SqlStoreStats } from "./transaction.js";
 
 /** What {@link SqlStore} is built from. */
 export interface SqlStoreOptions {
@@ -145,6 +146,12 @@ export class SqlStore implements Store, AsyncDisposable {
    * Creates an actor, and stores the delegation chains given in `options.chains` in the same
    * transaction when (and only when) the actor is created.
    */
+  /**
+   * One statement, its COMMIT pipelined behind it: one round trip. With a run key, the run row
+   * and the actor row are inserted together or not at all; when the key is taken, nothing is
+   * written and the statement returns the run's actor instead. An actor id that exists already
+   * fails the insert (unique violation), which rolls the run row back with it.
+   */
   async createActor(
     actor: NewActor,
     options: { runKey?: string; inputHash?: string; chains?: StoredChain[] } = {},
@@ -152,51 +159,56 @@ export class SqlStore implements Store, AsyncDisposable {
     const t = this.#tables;
     const { runKey, inputHash } = options;
     assertChains(options.chains);
-    return this.#executor.transaction("createActor", async (session) => {
-      if (runKey !== undefined) {
-        const run = await session.query(
-          `INSERT INTO ${t.runs} (tenant_id, run_key, actor_id, input_hash) VALUES ($1::text, $2::text, $3::text, $4::text)
-           ON CONFLICT (tenant_id, run_key) DO NOTHING RETURNING actor_id`,
-          [actor.tenantId, runKey, actor.actorId, inputHash ?? null],
-        );
-        if (run.rowCount === 0) return { actor: await this.#existingRun(session, actor.tenantId, runKey, inputHash), created: false };
-      }
-      const p = new SqlParams();
-      const source = `(SELECT ${p.add(actor.tenantId, "text")} AS tenant_id, ${p.add(actor.actorId, "text")} AS actor_id,
+    const p = new SqlParams();
+    const tenant = p.add(actor.tenantId, "text");
+    const actorId = p.add(actor.actorId, "text");
+    const source = `(SELECT ${tenant} AS tenant_id, ${actorId} AS actor_id,
         ${p.add(actor.agentType, "text")} AS agent_type, ${p.add(actor.agentVersion, "int8")} AS agent_version,
         ${p.add(actor.parentId ?? null, "text")} AS parent_id, ${p.add(actor.rootId, "text")} AS root_id, ${p.add(actor.name ?? null, "text")} AS name,
         ${p.add(actor.depth, "int8")} AS depth, ${p.add(jsonParam(actor.input), "text")} AS input, ${p.add(actor.epoch, "int8")} AS epoch,
         ${p.add(actor.ownerNode ?? null, "text")} AS owner_node, ${p.add(actor.createdAt, "int8")} AS created_at,
         ${p.add(actor.chainRef ?? null, "text")} AS chain_ref) AS u`;
-      const ctes = [`ins AS (${insertActorsSql(t, source)} ON CONFLICT (tenant_id, actor_id) DO NOTHING RETURNING ${actorSelect()})`];
-      const chains = chainRows(actor.tenantId, actor.createdAt, options.chains);
-      if (chains.length > 0) ctes.push(chainsInsertCte(p, t, chains, "EXISTS (SELECT 1 FROM ins)"));
-      const inserted = await session.query(`WITH ${ctes.join(",\n")} SELECT * FROM ins`, p.values);
-      const row = inserted.rows[0];
-      if (row === undefined) {
+    const ctes: string[] = [];
+    let existing = "";
+    if (runKey !== undefined) {
+      const key = p.add(runKey, "text");
+      ctes.push(`run AS (INSERT INTO ${t.runs} (tenant_id, run_key, actor_id, input_hash)
+        VALUES (${tenant}, ${key}, ${actorId}, ${p.add(inputHash ?? null, "text")})
+        ON CONFLICT (tenant_id, run_key) DO NOTHING RETURNING actor_id)`);
+      ctes.push(`ins AS (${insertActorsSql(t, source, "WHERE EXISTS (SELECT 1 FROM run)")} RETURNING ${actorSelect()})`);
+      existing = `UNION ALL SELECT false, r.input_hash, ${actorSelect("a")} FROM ${t.runs} r
+        JOIN ${t.actors} a ON a.tenant_id = r.tenant_id AND a.actor_id = r.actor_id
+        WHERE r.tenant_id = ${tenant} AND r.run_key = ${key} AND NOT EXISTS (SELECT 1 FROM run)`;
+    } else {
+      ctes.push(`ins AS (${insertActorsSql(t, source)} RETURNING ${actorSelect()})`);
+    }
+    const chains = chainRows(actor.tenantId, actor.createdAt, options.chains);
+    if (chains.length > 0) ctes.push(chainsInsertCte(p, t, chains, "EXISTS (SELECT 1 FROM ins)"));
+    const text = `WITH ${ctes.join(",\n")} SELECT true AS created, NULL::text AS run_input_hash, ins.* FROM ins ${existing}`;
+    let rows: Array<Record<string, unknown>>;
+    try {
+      rows = await this.#executor.transaction("createActor", async (session) => {
+        const [result] = await session.queryAll([{ text, values: p.values }], { commit: true });
+        return result!.rows;
+      });
+    } catch (error) {
+      // The run and chain inserts skip conflicts: a unique violation can only be the actor's id.
+      if (((error as AgentError).details as { sqlState?: string } | undefined)?.sqlState === "23505") {
         throw new AgentError("ERR_ACTOR_EXISTS", `actor ${actor.actorId} already exists`, {
           details: { tenantId: actor.tenantId, actorId: actor.actorId },
         });
       }
-      return { actor: actorFromRow(row), created: true };
-    });
-  }
-
-  async #existingRun(session: SqlSession, tenantId: string, runKey: string, inputHash: string | undefined): Promise<ActorRecord> {
-    const { rows } = await session.query(
-      `SELECT r.input_hash AS run_input_hash, ${actorSelect("a")} FROM ${this.#tables.runs} r
-       JOIN ${this.#tables.actors} a ON a.tenant_id = r.tenant_id AND a.actor_id = r.actor_id
-       WHERE r.tenant_id = $1::text AND r.run_key = $2::text`,
-      [tenantId, runKey],
-    );
+      throw error;
+    }
     const row = rows[0];
-    assert(row !== undefined, "a run points at an existing actor");
+    assert(row !== undefined, "a run key that is taken points at an existing actor");
+    if (row.created === true) return { actor: actorFromRow(row), created: true };
     if ((row.run_input_hash ?? undefined) !== inputHash) {
       throw new AgentError("ERR_IDEMPOTENCY_MISMATCH", `run ${runKey} was started with different input`, {
-        details: { tenantId, runKey, actorId: row.actor_id },
+        details: { tenantId: actor.tenantId, runKey: runKey ?? null, actorId: row.actor_id },
       });
     }
-    return actorFromRow(row);
+    return { actor: actorFromRow(row), created: false };
   }
 
   getActor(tenantId: string, actorId: string): Promise<ActorRecord | undefined> {
@@ -205,6 +217,18 @@ export class SqlStore implements Store, AsyncDisposable {
       `SELECT ${actorSelect()} FROM ${this.#tables.actors} WHERE tenant_id = $1::text AND actor_id = $2::text`,
       [tenantId, actorId],
       actorFromRow,
+    );
+  }
+
+  getActorState(tenantId: string, actorId: string): Promise<{ actor: ActorRecord; stateValue: Json } | undefined> {
+    const t = this.#tables;
+    return this.#one(
+      "getActorState",
+      `SELECT ${actorSelect("a")}, (SELECT j.state_value::text FROM ${t.journal} j
+         WHERE j.tenant_id = a.tenant_id AND j.actor_id = a.actor_id AND j.seq = a.revision) AS current_state_value
+       FROM ${t.actors} a WHERE a.tenant_id = $1::text AND a.actor_id = $2::text`,
+      [tenantId, actorId],
+      (row) => ({ actor: actorFromRow(row), stateValue: optionalJson(row, "current_state_value") ?? null }),
     );
   }
 

@@ -104,6 +104,19 @@ function describeActors(ctx: StoreContext): void {
       expect((await store.getActor("acme", actor.actorId))?.agentType).toBe("support-desk");
     });
 
+    it("records no run key when the actor id of a new run exists already", async () => {
+      const { store } = ctx;
+      const actor = newActor("acme");
+      await store.createActor(actor);
+      await expect(store.createActor({ ...actor, agentType: "other" }, { runKey: "ticket-7", inputHash: "ih" })).rejects.toMatchObject({
+        code: "ERR_ACTOR_EXISTS",
+      });
+      expect(await store.findRun("acme", "ticket-7")).toBeUndefined();
+      const fresh = newActor("acme");
+      const made = await store.createActor(fresh, { runKey: "ticket-7", inputHash: "ih" });
+      expect(made).toMatchObject({ created: true, actor: { actorId: fresh.actorId } });
+    });
+
     it("creates a run once per run key and returns the same actor after", async () => {
       const { store } = ctx;
       const first = newActor("acme");
