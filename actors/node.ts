@@ -544,13 +544,21 @@ export class TesseraNode {
     options.signal?.throwIfAborted();
     const key = `${tenantId}\u0000${actorId}`;
     const deadline = Date.now() + options.timeoutMs;
+    // An actor active here, when "active" is not what the caller waits for, needs no first read:
+    // the commit that changes its status wakes the waiter, which reads then.
+    let read = wanted.includes("active") || this.#cells.get(key)?.status !== "active";
     for (;;) {
-      const view = await this.getActor(tenantId, actorId);
-      if (wanted.includes(view.status)) return view;
+      let status: ActorStatus = "active";
+      if (read) {
+        const view = await this.getActor(tenantId, actorId);
+        if (wanted.includes(view.status)) return view;
+        status = view.status;
+      }
+      read = true;
       const remaining = deadline - Date.now();
       if (remaining <= 0)
-        throw new TimeoutError(`actor ${actorId} did not reach ${wanted.join("|")} within ${options.timeoutMs} ms (it is ${view.status})`, {
-          details: { actorId, status: view.status },
+        throw new TimeoutError(`actor ${actorId} did not reach ${wanted.join("|")} within ${options.timeoutMs} ms (it is ${status})`, {
+          details: { actorId, status },
         });
       // Woken by this node's commits of the actor (only when they reach a wanted status, so a busy
       // actor costs its waiters no reads), and by a poll for commits made by other processes.
