@@ -127,7 +127,9 @@ async function writeBatch(
   const rounds = planRounds(items);
   for (const [r, round] of rounds.entries()) {
     // The last round carries the COMMIT: one round trip for the whole group commit.
-    const results = await session.queryAll([...prelude, stepStatement(tables, round)], { commit: r === rounds.length - 1 });
+    const results = await session.queryAll([...prelude, stepStatement(tables, round, dialect.dialect)], {
+      commit: r === rounds.length - 1,
+    });
     prelude = [];
     const last = results[results.length - 1];
     assert(last !== undefined, "the step statement has a result");

@@ -12,6 +12,18 @@ export type UnnestColumn = readonly [name: string, type: string, values: readonl
 export class SqlParams {
   /** The values, in `$1`, `$2`, … order. */
   readonly values: unknown[] = [];
+  readonly #rows: "arrays" | "json";
+
+  /**
+   * @param rows - how {@link SqlParams.unnest} passes rows: one array per column (`arrays`, any
+   *   dialect), or one JSON document (`json`, PostgreSQL only: `json_to_recordset` with a column
+   *   definition list, which CockroachDB lacks). JSON is one C parse of one parameter instead of
+   *   one array literal and one set-returning call per column; it is measurably faster for the
+   *   step statement.
+   */
+  constructor(rows: "arrays" | "json" = "arrays") {
+    this.#rows = rows;
+  }
 
   /**
    * Adds a value.
@@ -26,7 +38,8 @@ export class SqlParams {
   }
 
   /**
-   * A row source of many rows, one array parameter per column: `unnest($1::text[], …) AS u(a, …)`.
+   * A row source of many rows, one array parameter per column: `unnest($1::text[], …) AS u(a, …)`
+   * (or one JSON parameter: `json_to_recordset($1::json) AS u(a text, …)`).
    * One statement then writes rows for every commit of a batch. JSON travels as `text` and is
    * cast to `jsonb` by the caller, because CockroachDB has no arrays of JSONB before 23.1.
    *
@@ -38,6 +51,16 @@ export class SqlParams {
     assert(columns.length > 0, "unnest needs a column");
     const rows = columns[0]![2].length;
     for (const [name, , values] of columns) assert(values.length === rows, `column ${name} has ${rows} values`);
+    if (this.#rows === "json") {
+      const objects: Array<Record<string, unknown>> = [];
+      for (let r = 0; r < rows; r++) {
+        const row: Record<string, unknown> = {};
+        for (const [name, , values] of columns) row[name] = values[r];
+        objects.push(row);
+      }
+      const param = this.add(JSON.stringify(objects), "json");
+      return `json_to_recordset(${param}) AS ${alias}(${columns.map(([name, type]) => `${name} ${type}`).join(", ")})`;
+    }
     const arrays = columns.map(([, type, values]) => this.add(values, `${type}[]`));
     return `unnest(${arrays.join(", ")}) AS ${alias}(${columns.map(([name]) => name).join(", ")})`;
   }

@@ -24,6 +24,9 @@ const accColumns = [
   "o_audit",
 ] as const;
 
+/** The largest round whose rows travel as one JSON document rather than as arrays (PostgreSQL only). */
+const jsonRowsMax = 16;
+
 /** What the mailbox held, when the step was guarded, of the message a commit applies. */
 export type MessageState = "none" | "pending" | "applied" | "missing";
 
@@ -47,11 +50,14 @@ export type MessageState = "none" | "pending" | "applied" | "missing";
  * @internal
  * @param tables - the table names
  * @param round - commits with their batch indexes, at most one per actor, none depending on another
+ * @param dialect - the database's: a small round's row sources are JSON on PostgreSQL, arrays otherwise
  * @returns the statement; its rows are one per commit: `idx`, `actual_revision`, `actual_epoch`,
  *   `message_state`, `applied` (the actor row was updated) and `marked` (the message was marked)
  */
-export function stepStatement(tables: Tables, round: ReadonlyArray<Owned<StepCommit>>): SqlStatement {
-  const p = new SqlParams();
+export function stepStatement(tables: Tables, round: ReadonlyArray<Owned<StepCommit>>, dialect: "postgres" | "cockroach"): SqlStatement {
+  // Measured on PostgreSQL 15: JSON rows make a small round ~5 % faster (one parse instead of one
+  // array literal and one unnest per column) and a large one ~3 % slower (every row repeats the keys).
+  const p = new SqlParams(dialect === "postgres" && round.length <= jsonRowsMax ? "json" : "arrays");
   const c = round.map((item) => item.row);
   const outcome = c.map((commit) => commit.effectOutcome);
   const source = p.unnest("u", [
