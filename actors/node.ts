@@ -114,10 +114,12 @@ export interface ReconcileRequest {
 /** Most actors remembered as waiting for room at the resident cap; beyond it the sweeper finds their work. */
 const deferredKeysMax = 100_000;
 /**
- * `waitForStatus` re-reads an actor resident on this node this many times less often: its own
- * commits wake the waiter, so the poll only guards against a wake-up this node failed to give.
+ * `waitForStatus` re-reads an actor resident on this node this many times less often (and at
+ * least every {@link residentPollMsMax}): its own commits wake the waiter, so the poll only guards
+ * against a change this node did not make (it lost the actor without having noticed yet).
  */
 const residentPollFactor = 10;
+const residentPollMsMax = 1000;
 const finalStatuses: readonly ActorStatus[] = ["completed", "failed", "stopped", "halted"];
 const idPattern = /^[A-Za-z0-9_.:@-]+$/;
 /** Tenant ids are principal segments (IDENTITY.md §2), so they are as strict as principals want. */
@@ -512,10 +514,20 @@ export class TesseraNode {
 
   /** Reads what a caller may know about an actor. @throws AgentError `ERR_ACTOR_NOT_FOUND` */
   async getActor(tenantId: string, actorId: string): Promise<ActorView> {
-    const read = await this.#store.getActorState(tenantId, actorId);
+    const read = await this.#readActorState(tenantId, actorId);
     if (read === undefined)
       throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`, { details: { actorId } });
     return viewOf(read.actor, read.stateValue);
+  }
+
+  /** The actor and its current state value: one read where the store offers it, else two. */
+  async #readActorState(tenantId: string, actorId: string): Promise<{ actor: ActorRecord; stateValue: Json } | undefined> {
+    if (this.#store.getActorState !== undefined) return this.#store.getActorState(tenantId, actorId);
+    const actor = await this.#store.getActor(tenantId, actorId);
+    if (actor === undefined) return undefined;
+    const entry =
+      actor.revision > 0 ? (await this.#store.readJournal(tenantId, actorId, { afterSeq: actor.revision - 1, limit: 1 }))[0] : undefined;
+    return { actor, stateValue: entry?.stateValue ?? null };
   }
 
   /**
@@ -554,8 +566,13 @@ export class TesseraNode {
         if (wanted.includes(view.status)) return view;
         status = view.status;
       }
-      read = true;
       const remaining = deadline - Date.now();
+      // Never time out on what memory says: read the store once first.
+      if (remaining <= 0 && !read) {
+        read = true;
+        continue;
+      }
+      read = true;
       if (remaining <= 0)
         throw new TimeoutError(`actor ${actorId} did not reach ${wanted.join("|")} within ${options.timeoutMs} ms (it is ${status})`, {
           details: { actorId, status },
@@ -584,7 +601,9 @@ export class TesseraNode {
         // is only a safety net then. Leaving memory (passivation, fence, hand-off, reload) wakes
         // the waiter, which polls at the normal pace from then on.
         const resident = this.#cells.get(key)?.status === "active";
-        const pollMs = resident ? this.#options.statusPollMs * residentPollFactor : this.#options.statusPollMs;
+        const pollMs = resident
+          ? Math.max(this.#options.statusPollMs, Math.min(this.#options.statusPollMs * residentPollFactor, residentPollMsMax))
+          : this.#options.statusPollMs;
         const timer = setTimeout(() => wake(), Math.min(remaining, pollMs));
         waiters.add(wake);
         options.signal?.addEventListener("abort", onAbort, { once: true });

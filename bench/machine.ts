@@ -22,10 +22,10 @@ export function loadAverage(): number {
   return Number(os.loadavg()[0]!.toFixed(2));
 }
 
-/** CPU time (user + system, microseconds) of every PostgreSQL process on this machine. */
-export async function postgresCpuMicros(): Promise<number> {
+/** CPU time (user + system, microseconds) of each PostgreSQL process on this machine, by pid. */
+export async function postgresCpuMicros(): Promise<Map<string, number>> {
   const ticksPerSecond = 100;
-  let total = 0;
+  const byPid = new Map<string, number>();
   for (const pid of await readdir("/proc")) {
     if (!/^\d+$/.test(pid)) continue;
     try {
@@ -33,10 +33,21 @@ export async function postgresCpuMicros(): Promise<number> {
       if (!comm.startsWith("postgres")) continue;
       const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
       // utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after the comm).
-      total += (Number(fields[11]) + Number(fields[12])) * (1_000_000 / ticksPerSecond);
+      byPid.set(pid, (Number(fields[11]) + Number(fields[12])) * (1_000_000 / ticksPerSecond));
     } catch {
       // The process ended while we read it.
     }
   }
+  return byPid;
+}
+
+/**
+ * PostgreSQL CPU used since `before` ({@link postgresCpuMicros}): the growth of every process alive
+ * now, in full for those started since. A process that ended in between (another client's
+ * connection) is left out rather than counted as negative time.
+ */
+export async function postgresCpuSince(before: Map<string, number>): Promise<number> {
+  let total = 0;
+  for (const [pid, micros] of await postgresCpuMicros()) total += micros - (before.get(pid) ?? 0);
   return total;
 }

@@ -9,7 +9,7 @@ import { createPgStore } from "../persistence/pg/index.js";
 import { createPgliteStore } from "../persistence/pglite/index.js";
 import { durableSteps } from "./durable-steps.js";
 import { growth } from "./growth.js";
-import { loadAverage, machineInfo, postgresCpuMicros } from "./machine.js";
+import { loadAverage, machineInfo, postgresCpuMicros, postgresCpuSince } from "./machine.js";
 import { referenceGroupCommit, referenceInserts } from "./reference.js";
 import { cell, percentile, summarize } from "./stats.js";
 
@@ -73,7 +73,7 @@ try {
       const after = store.stats;
       const out = {
         ...result,
-        pgCpuMicrosPerStep: ((await postgresCpuMicros()) - pgCpu) / result.steps,
+        pgCpuMicrosPerStep: (await postgresCpuSince(pgCpu)) / result.steps,
         statementsPerStep: (after.statements - before.statements) / result.steps,
         transactionsPerStep: (after.transactions - before.transactions) / result.steps,
         bytesPerStep: ((await schemaBytes(pool, `${schema}_t`)) - bytes) / result.steps,

@@ -30,9 +30,10 @@ export interface Store {
   getActor(tenantId: string, actorId: string): Promise<ActorRecord | undefined>;
   /**
    * Reads one actor and the state value of its journal entry at `revision` (`null` before its
-   * first step), in one read: what a caller asking "where is this run now?" needs.
+   * first step), in one read: what a caller asking "where is this run now?" needs. Optional: a
+   * store without it is read with `getActor` and `readJournal`.
    */
-  getActorState(tenantId: string, actorId: string): Promise<{ actor: ActorRecord; stateValue: Json } | undefined>;
+  getActorState?(tenantId: string, actorId: string): Promise<{ actor: ActorRecord; stateValue: Json } | undefined>;
   /** Finds the root actor of a run by its idempotency key. */
   findRun(tenantId: string, runKey: string): Promise<ActorRecord | undefined>;
   /** Lists actors of a tenant, optionally only the children of one parent or one status. */

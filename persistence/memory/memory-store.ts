@@ -170,7 +170,7 @@ export class MemoryStore implements Store {
     const entries = tenant?.journal.get(actorId) ?? [];
     const guess = entries[actor.revision - 1];
     const entry = guess?.seq === actor.revision ? guess : entries.find((e) => e.seq === actor.revision);
-    return { actor: clone(actor), stateValue: entry === undefined ? null : clone(entry.stateValue) };
+    return { actor: clone(actor), stateValue: entry === undefined ? null : (clone(entry.stateValue) ?? null) };
   }
 
   async findRun(tenantId: string, runKey: string): Promise<ActorRecord | undefined> {

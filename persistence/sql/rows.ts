@@ -50,7 +50,6 @@ export function jsonParam(value: unknown): string | null {
 }
 
 /** A nullable JSON column read as text: SQL `NULL` is `undefined`, JSON `null` is `null`. */
-/** A JSON column read as text (`::text`), parsed; `undefined` for SQL `NULL`. */
 export function optionalJson<T = Json>(row: Row, column: string): T | undefined {
   const value = row[column];
   if (value === null || value === undefined) return undefined;

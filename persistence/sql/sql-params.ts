@@ -52,6 +52,12 @@ export class SqlParams {
     const rows = columns[0]![2].length;
     for (const [name, , values] of columns) assert(values.length === rows, `column ${name} has ${rows} values`);
     if (this.#rows === "json") {
+      // JSON has no NaN or Infinity (JSON.stringify writes null): refuse them as an array literal would.
+      for (const [name, type, values] of columns) {
+        if (type !== "int8") continue;
+        for (const value of values)
+          assert(value === null || value === undefined || Number.isSafeInteger(value), `column ${name} holds integers`);
+      }
       const objects: Array<Record<string, unknown>> = [];
       for (let r = 0; r < rows; r++) {
         const row: Record<string, unknown> = {};

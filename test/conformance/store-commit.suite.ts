@@ -94,19 +94,20 @@ export function describeCommitSteps(ctx: StoreContext): void {
 
     it("reads an actor with the state value of its latest step in one call", async () => {
       const { store } = ctx;
+      expect(store.getActorState).toBeTypeOf("function");
       const actor = newActor("acme");
       await store.createActor(actor);
-      expect(await store.getActorState("acme", actor.actorId)).toStrictEqual({
+      expect(await store.getActorState!("acme", actor.actorId)).toStrictEqual({
         actor: await store.getActor("acme", actor.actorId),
         stateValue: null,
       });
       await commitOk(store, fullCommit("acme", actor.actorId, 0, "s1"));
       await commitOk(store, commit("acme", actor.actorId, 1));
-      const read = await store.getActorState("acme", actor.actorId);
+      const read = await store.getActorState!("acme", actor.actorId);
       expect(read?.actor).toStrictEqual(await store.getActor("acme", actor.actorId));
       expect(read?.stateValue).toStrictEqual({ step: "2" });
-      expect(await store.getActorState("acme", "act_missing")).toBeUndefined();
-      expect(await store.getActorState("globex", actor.actorId)).toBeUndefined();
+      expect(await store.getActorState!("acme", "act_missing")).toBeUndefined();
+      expect(await store.getActorState!("globex", actor.actorId)).toBeUndefined();
     });
 
     it("refuses a stale revision with SnapshotConflictError and writes nothing of it", async () => {
