@@ -16,6 +16,7 @@ import type {
   StoredChain,
   TimerRecord,
 } from "../core/ports/store.js";
+import type { AgentDefinition } from "./define-agent.js";
 import { ActorCell } from "./internal/actor-cell.js";
 import { AgentRegistry } from "./internal/agent-registry.js";
 import { EffectRunner } from "./internal/effect-runner.js";
@@ -389,18 +390,13 @@ export class TesseraNode {
       throw new ValidationError("ERR_UNKNOWN_EVENT_TYPE", `event type "${type}" is reserved for the runtime`, { details: { type } });
     }
     encodeBounded(request.event, { bytesMax: this.#limits.eventBytesMax, depthMax: this.#limits.jsonDepthMax, what: `event ${type}` });
-    const record = await this.#store.getActor(request.tenantId, request.actorId);
-    if (record === undefined)
-      throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${request.actorId} in tenant ${request.tenantId}`, {
-        details: { actorId: request.actorId },
-      });
-    const def = this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
+    const def = await this.#definitionOf(request.tenantId, request.actorId);
     const accepts = (def.machine.events as readonly string[]).some(
       (e) => e === type || e === "*" || (e.endsWith(".*") && type.startsWith(e.slice(0, -1))),
     );
     if (!accepts) {
-      throw new ValidationError("ERR_UNKNOWN_EVENT_TYPE", `agent ${record.agentType} v${def.version} handles no event "${type}"`, {
-        details: { type, agentType: record.agentType },
+      throw new ValidationError("ERR_UNKNOWN_EVENT_TYPE", `agent ${def.type} v${def.version} handles no event "${type}"`, {
+        details: { type, agentType: def.type },
       });
     }
     const message: NewMessage = {
@@ -420,6 +416,20 @@ export class TesseraNode {
     if (created) this.#deliver(message);
     else await this.#redeliver(request.tenantId, request.actorId, request.messageId);
     return { accepted: created };
+  }
+
+  /**
+   * The definition an actor runs: the resident cell's (no read), else the one its stored row names.
+   *
+   * @throws AgentError `ERR_ACTOR_NOT_FOUND`
+   */
+  async #definitionOf(tenantId: string, actorId: string): Promise<AgentDefinition> {
+    const cell = this.#cells.get(`${tenantId}\u0000${actorId}`);
+    if (cell?.status === "active") return cell.def;
+    const record = await this.#store.getActor(tenantId, actorId);
+    if (record === undefined)
+      throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`, { details: { actorId } });
+    return this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
   }
 
   /**
