@@ -5,6 +5,7 @@
 export { createNode, TesseraNode } from "./actors/node.js";
 export type { ActorView, StartRunRequest, SendEventRequest, ReconcileRequest, ClusterStats } from "./actors/node.js";
 export type { NodeOptions, ClusterOptions, PassivationOptions } from "./actors/node-options.js";
+export type { NodeIdentityOptions } from "./actors/node-identity.js";
 export { poolTool, serveToolPool, poolCallTimeoutMsDefault } from "./actors/tool-pool.js";
 export type { ToolPoolOptions, ServeToolPoolOptions, ToolPoolWorker } from "./actors/tool-pool.js";
 export { defineAgent } from "./actors/define-agent.js";

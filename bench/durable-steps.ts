@@ -1,4 +1,5 @@
 import { createNode, type Store } from "../index.js";
+import type { BenchIdentity } from "./identity-setup.js";
 import { percentile } from "./stats.js";
 import { stepperAgent, type StepClock } from "./stepper-agent.js";
 
@@ -17,14 +18,17 @@ export interface DurableResult {
 
 /**
  * Runs `runs` runs of `stepsPerRun` tool steps with at most `concurrency` in flight (a closed
- * loop: a finished run is replaced at once), through the normal node API.
+ * loop: a finished run is replaced at once), through the normal node API. With `identity`, each
+ * run starts with a 3-link delegation chain, and every tool call is a signed invocation that the
+ * node verifies against it.
  */
 export async function durableSteps(
   store: Store,
-  options: { concurrency: number; runs: number; stepsPerRun: number; tag: string },
+  options: { concurrency: number; runs: number; stepsPerRun: number; tag: string; identity?: BenchIdentity },
 ): Promise<DurableResult> {
   const clock: StepClock = { stamps: new Map() };
-  const node = createNode({ store, agents: [stepperAgent(clock)], logger: silent });
+  const identity = options.identity;
+  const node = createNode({ store, agents: [stepperAgent(clock)], logger: silent, identity: identity?.options });
   await node.start();
   let next = 0;
   const cpu = process.cpuUsage();
@@ -33,11 +37,13 @@ export async function durableSteps(
     Array.from({ length: options.concurrency }, async () => {
       while (next < options.runs) {
         const index = next++;
+        const key = `${options.tag}-${index}`;
         const { runId } = await node.startRun({
           tenantId: "bench",
           agentType: "stepper",
           input: { steps: options.stepsPerRun },
-          idempotencyKey: `${options.tag}-${index}`,
+          idempotencyKey: key,
+          ...(identity === undefined ? {} : { runId: `r-${key}`, chain: await identity.chainFor("bench", `r-${key}`) }),
         });
         const view = await node.waitForStatus("bench", runId, { timeoutMs: 600_000 });
         if (view.status !== "completed") throw new Error(`run ${runId} ended ${view.status}`);

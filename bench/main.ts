@@ -2,13 +2,17 @@
  * `npm run bench [-- --quick]`: Tessera's durable steps against raw PostgreSQL on the same database,
  * in one run. Prints a markdown table and writes JSON to .bench/ (git-ignored).
  */
+import { execFile } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { createPgStore } from "../persistence/pg/index.js";
 import { createPgliteStore } from "../persistence/pglite/index.js";
 import { durableSteps } from "./durable-steps.js";
 import { growth } from "./growth.js";
+import { benchIdentity } from "./identity-setup.js";
+import { idleActors } from "./idle-actors.js";
 import { loadAverage, machineInfo, postgresCpuMicros, postgresCpuSince } from "./machine.js";
 import { referenceGroupCommit, referenceInserts } from "./reference.js";
 import { cell, percentile, summarize } from "./stats.js";
@@ -118,6 +122,36 @@ try {
   note("ratio: tessera 64 runs / group-commit reference", Number.isNaN(ratio64) ? "n/a (quick)" : ratio64.toFixed(2), "target ≥ 0.5");
   note("ratio: tessera p50 at 1 run / INSERT per transaction p50", (p50Single / percentile(singleLatency, 50)).toFixed(2), "target ≤ 1.4");
 
+  // 2b. The same workload under identity: a 3-link delegation chain per run, and every tool call a
+  // signed invocation that the node verifies; then the sign/verify costs alone.
+  const identity = await benchIdentity("bench");
+  for (const c of quick
+    ? [
+        { concurrency: 1, runs: 5 },
+        { concurrency: 64, runs: 64 },
+      ]
+    : [
+        { concurrency: 1, runs: 50 },
+        { concurrency: 64, runs: 600 },
+      ]) {
+    const results = await repeat(async () => {
+      const store = createPgStore({ connectionString: databaseUrl, schema: `${schema}_t`, poolSize: 8 });
+      await store.migrate();
+      const result = await durableSteps(store, { concurrency: c.concurrency, runs: c.runs, stepsPerRun, tag: randomUUID(), identity });
+      await store.close();
+      return result;
+    });
+    note(
+      `tessera pg + identity: ${c.concurrency} concurrent run(s), steps/s`,
+      cell(results.map((r) => r.stepsPerSecond)),
+      `p50 ${cell(
+        results.map((r) => r.stepLatencyP50Ms),
+        2,
+      )} ms; node ${cell(results.map((r) => r.nodeCpuMicros / r.steps))} µs/step; load ${loadAverage()}`,
+    );
+  }
+  for (const line of await identityCosts()) note(`identity alone: ${line.name}`, `${line.median} ms`, `min–max ${line.range} ms`);
+
   // 3. The embedded default.
   const dataDir = `.bench/pglite-${randomUUID().slice(0, 8)}`;
   const lite = await createPgliteStore({ dataDir });
@@ -146,10 +180,14 @@ try {
 
   // 4. Growth and rehydration.
   json.growth = await growth(pool, databaseUrl, `${schema}_g`, quick ? [10, 200, 1000] : [10, 1000, 10000], note);
+
+  // 5. Memory per idle actor, and reactivation.
+  json.idle = await idleActors(databaseUrl, `${schema}_i`, quick ? 1000 : 10_000, note);
 } finally {
   await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_t CASCADE`);
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_g CASCADE`);
+  await pool.query(`DROP SCHEMA IF EXISTS ${schema}_i CASCADE`);
   await pool.end();
 }
 
@@ -167,6 +205,15 @@ await mkdir(".bench", { recursive: true });
 const file = `.bench/bench-${new Date().toISOString().replaceAll(":", "-")}.json`;
 await writeFile(file, JSON.stringify({ ...json, rows }, null, 2));
 console.log(`JSON: ${file}`);
+
+/** Runs the identity microbenchmark (`bench/identity.ts`) in a process of its own and reads its medians. */
+async function identityCosts(): Promise<Array<{ name: string; median: string; range: string }>> {
+  const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "bench/identity.ts"], { maxBuffer: 1 << 20 });
+  return stdout.split("\n").flatMap((line) => {
+    const m = /^(.+?)\s+median\s+([\d.]+) ms\s+min–max ([\d.]+) ms – ([\d.]+) ms/.exec(line);
+    return m === null ? [] : [{ name: m[1]!.trim(), median: m[2]!, range: `${m[3]}–${m[4]}` }];
+  });
+}
 
 async function repeat<T>(fn: () => Promise<T>): Promise<T[]> {
   const out: T[] = [];
