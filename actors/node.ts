@@ -116,11 +116,13 @@ export interface ReconcileRequest {
 const deferredKeysMax = 100_000;
 /**
  * `waitForStatus` re-reads an actor resident on this node this many times less often (and at
- * least every {@link residentPollMsMax}): its own commits wake the waiter, so the poll only guards
- * against a change this node did not make (it lost the actor without having noticed yet).
+ * least every {@link residentPollMsMax}): its own commits wake the waiter, and so does the actor
+ * leaving memory (a lost lease fences the node and evicts every actor). The poll only guards
+ * against a change this node did not make and has not noticed yet, such as a takeover while it
+ * was paused past its lease.
  */
 const residentPollFactor = 10;
-const residentPollMsMax = 1000;
+const residentPollMsMax = 5000;
 const finalStatuses: readonly ActorStatus[] = ["completed", "failed", "stopped", "halted"];
 const idPattern = /^[A-Za-z0-9_.:@-]+$/;
 /** Tenant ids are principal segments (IDENTITY.md §2), so they are as strict as principals want. */
@@ -566,6 +568,17 @@ export class TesseraNode {
     options.signal?.throwIfAborted();
     const key = `${tenantId}\u0000${actorId}`;
     const deadline = Date.now() + options.timeoutMs;
+    // An actor this node is loading (a run it just started) is resident once loaded: wait for that
+    // (within the caller's time) rather than read the store now and poll it after.
+    const activating = this.#activating.get(key);
+    if (activating !== undefined && !wanted.includes("active")) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        activating.catch(() => undefined),
+        new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+    }
     // An actor active here, when "active" is not what the caller waits for, needs no first read:
     // the commit that changes its status wakes the waiter, which reads then.
     let read = wanted.includes("active") || this.#cells.get(key)?.status !== "active";
