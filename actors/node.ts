@@ -115,13 +115,15 @@ export interface ReconcileRequest {
 /** Most actors remembered as waiting for room at the resident cap; beyond it the sweeper finds their work. */
 const deferredKeysMax = 100_000;
 /**
- * `waitForStatus` re-reads an actor resident on this node this many times less often (and at
- * least every {@link residentPollMsMax}): its own commits wake the waiter, and so does the actor
+ * `waitForStatus` re-reads an actor resident on this node this many times less often (but at least
+ * every {@link residentPollMsMax}, unless `statusPollMs` is longer): its own commits wake the waiter, and so does the actor
  * leaving memory (a lost lease fences the node and evicts every actor). The poll only guards
  * against a change this node did not make and has not noticed yet, such as a takeover while it
  * was paused past its lease.
  */
 const residentPollFactor = 10;
+/** A delay `setTimeout` takes as given (above 2^31 − 1 ms it fires after 1 ms). */
+const timerMs = (ms: number): number => Math.min(Math.max(0, ms), 2 ** 31 - 1);
 const residentPollMsMax = 5000;
 const finalStatuses: readonly ActorStatus[] = ["completed", "failed", "stopped", "halted"];
 const idPattern = /^[A-Za-z0-9_.:@-]+$/;
@@ -573,16 +575,26 @@ export class TesseraNode {
     const activating = this.#activating.get(key);
     if (activating !== undefined && !wanted.includes("active")) {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        activating.catch(() => undefined),
-        new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now())))),
-      ]);
-      clearTimeout(timer);
+      let onAbort: (() => void) | undefined;
+      try {
+        await Promise.race([
+          activating.catch(() => undefined),
+          new Promise((resolve) => (timer = setTimeout(resolve, timerMs(deadline - Date.now())))),
+          new Promise((_, reject) => {
+            onAbort = () => reject(options.signal?.reason);
+            options.signal?.addEventListener("abort", onAbort, { once: true });
+          }),
+        ]);
+      } finally {
+        clearTimeout(timer);
+        if (onAbort !== undefined) options.signal?.removeEventListener("abort", onAbort);
+      }
     }
     // An actor active here, when "active" is not what the caller waits for, needs no first read:
     // the commit that changes its status wakes the waiter, which reads then.
     let read = wanted.includes("active") || this.#cells.get(key)?.status !== "active";
     for (;;) {
+      options.signal?.throwIfAborted();
       let status: ActorStatus = "active";
       if (read) {
         const view = await this.getActor(tenantId, actorId);
@@ -627,8 +639,10 @@ export class TesseraNode {
         const pollMs = resident
           ? Math.max(this.#options.statusPollMs, Math.min(this.#options.statusPollMs * residentPollFactor, residentPollMsMax))
           : this.#options.statusPollMs;
-        const timer = setTimeout(() => wake(), Math.min(remaining, pollMs));
+        const timer = setTimeout(() => wake(), timerMs(Math.min(remaining, pollMs)));
         waiters.add(wake);
+        // An abort during the read before this wait has fired already: the listener would not hear it.
+        if (options.signal?.aborted === true) return onAbort();
         options.signal?.addEventListener("abort", onAbort, { once: true });
       });
     }

