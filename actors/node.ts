@@ -115,16 +115,16 @@ export interface ReconcileRequest {
 /** Most actors remembered as waiting for room at the resident cap; beyond it the sweeper finds their work. */
 const deferredKeysMax = 100_000;
 /**
- * `waitForStatus` re-reads an actor resident on this node this many times less often (but at least
- * every {@link residentPollMsMax}, unless `statusPollMs` is longer): its own commits wake the waiter, and so does the actor
- * leaving memory (a lost lease fences the node and evicts every actor). The poll only guards
- * against a change this node did not make and has not noticed yet, such as a takeover while it
- * was paused past its lease.
+ * `waitForStatus` re-reads an actor resident on this node this many times less often, but at least
+ * every {@link residentPollMsMax} (unless `statusPollMs` is longer): its own commits wake the
+ * waiter, and so does the actor leaving memory (a lost lease fences the node and evicts every
+ * actor). The poll only guards against a change this node did not make and has not noticed yet,
+ * such as a takeover while it was paused past its lease.
  */
 const residentPollFactor = 10;
+const residentPollMsMax = 5000;
 /** A delay `setTimeout` takes as given (above 2^31 − 1 ms it fires after 1 ms). */
 const timerMs = (ms: number): number => Math.min(Math.max(0, ms), 2 ** 31 - 1);
-const residentPollMsMax = 5000;
 const finalStatuses: readonly ActorStatus[] = ["completed", "failed", "stopped", "halted"];
 const idPattern = /^[A-Za-z0-9_.:@-]+$/;
 /** Tenant ids are principal segments (IDENTITY.md §2), so they are as strict as principals want. */
