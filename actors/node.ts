@@ -433,7 +433,12 @@ export class TesseraNode {
     const record = await this.#store.getActor(tenantId, actorId);
     if (record === undefined)
       throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`, { details: { actorId } });
-    return this.#registry.get(record.agentType, record.agentVersion) ?? this.#registry.latest(record.agentType);
+    const stored = this.#registry.get(record.agentType, record.agentVersion);
+    const latest = this.#registry.latest(record.agentType);
+    // Activation migrates an actor that has state to the latest version when that declares
+    // `migrate` (rehydrate.ts): the event is checked against the definition that will apply it.
+    if (stored === undefined || (latest.migrate !== undefined && latest.version !== stored.version && record.revision > 0)) return latest;
+    return stored;
   }
 
   /**

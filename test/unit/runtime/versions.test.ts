@@ -75,6 +75,30 @@ describe("agent versions", () => {
     await node.close();
   });
 
+  it("accepts an event only the migrated version knows, whether or not the actor is in memory", async () => {
+    const { store, runId } = await runOnV1();
+    const v2 = defineAgent({
+      type: "counter",
+      version: 2,
+      tools: [],
+      machine: v2Machine,
+      migrate: (persisted: any) => ({ ...persisted, context: { total: persisted.context.count, unit: "items" } }),
+    });
+    // Not resident: the node has not loaded it (it passivates every idle actor at once).
+    const node = createNode({ store, agents: [v1, v2], logger: silent, passivation: { idleMs: 1, residentActorsMax: 10 } });
+    await node.start();
+    await until(() => node.residentActors === 0);
+    expect((await store.getActor("t", runId))?.agentVersion).toBe(1);
+    await expect(node.sendEvent({ tenantId: "t", actorId: runId, event: { type: "double" }, messageId: "d1" })).resolves.toEqual({
+      accepted: true,
+    });
+    await until(async () => (await node.getActor("t", runId)).revision === 5);
+    await node.sendEvent({ tenantId: "t", actorId: runId, event: { type: "stop" }, messageId: "stop" });
+    const view = await node.waitForStatus("t", runId, { timeoutMs: 3000 });
+    expect(view.output).toEqual({ total: 6, unit: "items" });
+    await node.close();
+  });
+
   it("refuses a snapshot it cannot migrate with ERR_VERSION_UNSUPPORTED, and never resets it", async () => {
     const { store, runId } = await runOnV1();
     const before = await store.getActor("t", runId);
