@@ -202,8 +202,10 @@ async function main(): Promise<void> {
     retry: { baseDelayMs: 10, maxDelayMs: 100 },
     statusPollMs: 50,
     // A killed worker's lease must expire before another node may take its actors (PostgreSQL is a
-    // shared store); a short lease keeps the trials quick. PGlite is embedded: no waiting there.
-    cluster: { leaseTtlMs: 1_000, renewIntervalMs: 250, sweepIntervalMs: 100 },
+    // shared store); a short lease keeps the trials quick. PGlite is embedded: no waiting there, so
+    // its lease is longer — its one connection runs on the event loop, and on a loaded machine a
+    // 1 s lease was lost mid-recovery (correctly fencing a running charge into `unknown`).
+    cluster: { leaseTtlMs: args.store === "pglite" ? 5_000 : 1_000, renewIntervalMs: 250, sweepIntervalMs: 100 },
   });
   const starting = performance.now();
   const { recovered } = await node.start();
