@@ -145,10 +145,10 @@ export class SqlStore implements Store, AsyncDisposable {
   /**
    * Creates an actor, and stores the delegation chains given in `options.chains` in the same
    * transaction when (and only when) the actor is created. One statement, its COMMIT pipelined
-   * behind it: one round trip. With a run key, the run row
-   * and the actor row are inserted together or not at all; when the key is taken, nothing is
-   * written and the statement returns the run's actor instead. An actor id that exists already
-   * fails the insert (unique violation), which rolls the run row back with it.
+   * behind it: one round trip. With a run key, the run row and the actor row are inserted
+   * together or not at all; when the key is taken, nothing is written and the statement returns
+   * the run's actor instead. An actor id that exists already fails the insert (unique
+   * violation), which rolls the run row back with it.
    */
   async createActor(
     actor: NewActor,
