@@ -1,5 +1,13 @@
 import { systemClock } from "../core/clock.js";
-import { MemoryKeyDirectory, SigningKey, TenantAuthority, attenuate, issueRootLink, type Capability } from "../identity/index.js";
+import {
+  MemoryKeyDirectory,
+  SigningKey,
+  TenantAuthority,
+  attenuate,
+  issueRootLink,
+  type Capability,
+  type KeyDirectory,
+} from "../identity/index.js";
 import { TesseraNode, type NodeIdentityOptions } from "../index.js";
 
 /** Identity for a bench node, and a 3-link chain for each run. */
@@ -7,6 +15,31 @@ export interface BenchIdentity {
   options: NodeIdentityOptions;
   /** user → orchestrator → worker → the run: three links, each attenuating the one before. */
   chainFor(tenantId: string, runId: string): Promise<string[]>;
+}
+
+/**
+ * A new key for `principal`, certified by the tenant authority (as a human when the principal is a
+ * user's, else as an agent outside any node) and registered in `directory`.
+ */
+export async function certifiedParty(
+  authority: TenantAuthority,
+  directory: KeyDirectory,
+  principal: string,
+): Promise<{ principal: string; key: SigningKey }> {
+  const key = await SigningKey.generate();
+  const certificate = principal.includes(":user:")
+    ? await authority.certifyHuman({ principal, publicJwk: key.publicJwk, acr: "mfa", amr: ["pwd", "otp"] })
+    : await authority.certifyAgent({
+        principal,
+        publicJwk: key.publicJwk,
+        type: "worker",
+        version: "1",
+        parent: null,
+        node: "node-1",
+        leaseEpoch: 1,
+      });
+  await directory.registerIdentity(certificate.token, key.publicJwk);
+  return { principal, key };
 }
 
 /**
@@ -19,25 +52,9 @@ export async function benchIdentity(tenantId: string): Promise<BenchIdentity> {
   const directory = new MemoryKeyDirectory({ clock });
   const authority = await TenantAuthority.create({ tenant: tenantId, clock });
   await directory.addAuthority(authority.anchor());
-  const party = async (principal: string, human: boolean): Promise<{ principal: string; key: SigningKey }> => {
-    const key = await SigningKey.generate();
-    const certificate = human
-      ? await authority.certifyHuman({ principal, publicJwk: key.publicJwk, acr: "mfa", amr: ["pwd", "otp"] })
-      : await authority.certifyAgent({
-          principal,
-          publicJwk: key.publicJwk,
-          type: "bench",
-          version: "1",
-          parent: null,
-          node: "bench",
-          leaseEpoch: 1,
-        });
-    await directory.registerIdentity(certificate.token, key.publicJwk);
-    return { principal, key };
-  };
-  const alice = await party(`tsr:${tenantId}:user:alice`, true);
-  const orchestrator = await party(`tsr:${tenantId}:agent:orchestrator`, false);
-  const worker = await party(`tsr:${tenantId}:agent:worker`, false);
+  const alice = await certifiedParty(authority, directory, `tsr:${tenantId}:user:alice`);
+  const orchestrator = await certifiedParty(authority, directory, `tsr:${tenantId}:agent:orchestrator`);
+  const worker = await certifiedParty(authority, directory, `tsr:${tenantId}:agent:worker`);
   const caps = (iMax: number): Capability[] => [{ res: "tool:step", act: "/invoke", cav: [["<=", ".i", iMax]] }];
   const root = await issueRootLink(alice, { aud: orchestrator.principal, caps: caps(1000), mdl: 3, clock });
   const second = await attenuate(orchestrator, { chain: [root], aud: worker.principal, caps: caps(500), clock });

@@ -12,7 +12,6 @@ import {
   MemoryKeyDirectory,
   MemoryReplayStore,
   MemoryRevocationList,
-  SigningKey,
   TenantAuthority,
   attenuate,
   issueRootLink,
@@ -20,6 +19,7 @@ import {
 } from "../identity/index.js";
 import { recheckVerifiedChain } from "../identity/chain-verifier.js";
 import type { Capability, InvocationRequest } from "../identity/index.js";
+import { certifiedParty } from "./identity-setup.js";
 
 const clock = new SimulatedClock(Date.UTC(2026, 10, 22, 2, 0, 0));
 const directory = new MemoryKeyDirectory({ clock });
@@ -41,25 +41,7 @@ const caps = (amountMax: number): Capability[] => [
   { res: "crm:customer", act: "/crm/read", cav: [["==", ".customer", "c_123"]] },
 ];
 
-async function party(principal: string): Promise<{ principal: string; key: SigningKey }> {
-  const key = await SigningKey.generate();
-  if (principal.includes(":user:")) {
-    const certificate = await authority.certifyHuman({ principal, publicJwk: key.publicJwk, acr: "mfa", amr: ["pwd", "otp"] });
-    await directory.registerIdentity(certificate.token, key.publicJwk);
-  } else {
-    const certificate = await authority.certifyAgent({
-      principal,
-      publicJwk: key.publicJwk,
-      type: "worker",
-      version: "1",
-      parent: null,
-      node: "node-1",
-      leaseEpoch: 1,
-    });
-    await directory.registerIdentity(certificate.token, key.publicJwk);
-  }
-  return { principal, key };
-}
+const party = (principal: string): ReturnType<typeof certifiedParty> => certifiedParty(authority, directory, principal);
 
 async function measure(name: string, iterations: number, run: () => Promise<unknown> | unknown): Promise<void> {
   for (let i = 0; i < Math.min(50, iterations); i++) await run();

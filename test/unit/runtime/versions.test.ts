@@ -37,6 +37,20 @@ const v2Machine = setup({ types: {} as { context: { total: number; unit: string 
   output: ({ context }) => ({ total: context.total, unit: context.unit }),
 });
 
+/** Version 2 of the counter, migrating v1's `count` into `total`; `check` sees the version migrated from. */
+function migratingV2(check?: (fromVersion: number) => void) {
+  return defineAgent({
+    type: "counter",
+    version: 2,
+    tools: [],
+    machine: v2Machine,
+    migrate: (persisted: any, fromVersion) => {
+      check?.(fromVersion);
+      return { ...persisted, context: { total: persisted.context.count, unit: "items" } };
+    },
+  });
+}
+
 async function runOnV1() {
   const store = createMemoryStore();
   await store.migrate();
@@ -52,16 +66,7 @@ async function runOnV1() {
 describe("agent versions", () => {
   it("migrates an old snapshot with the declared function and carries on", async () => {
     const { store, runId } = await runOnV1();
-    const v2 = defineAgent({
-      type: "counter",
-      version: 2,
-      tools: [],
-      machine: v2Machine,
-      migrate: (persisted: any, fromVersion) => {
-        expect(fromVersion).toBe(1);
-        return { ...persisted, context: { total: persisted.context.count, unit: "items" } };
-      },
-    });
+    const v2 = migratingV2((fromVersion) => expect(fromVersion).toBe(1));
     const node = createNode({ store, agents: [v1, v2], logger: silent });
     await node.start();
     await node.sendEvent({ tenantId: "t", actorId: runId, event: { type: "inc" }, messageId: "after" });
@@ -77,13 +82,7 @@ describe("agent versions", () => {
 
   it("accepts an event only the migrated version knows, whether or not the actor is in memory", async () => {
     const { store, runId } = await runOnV1();
-    const v2 = defineAgent({
-      type: "counter",
-      version: 2,
-      tools: [],
-      machine: v2Machine,
-      migrate: (persisted: any) => ({ ...persisted, context: { total: persisted.context.count, unit: "items" } }),
-    });
+    const v2 = migratingV2();
     // Not resident: the node has not loaded it (it passivates every idle actor at once).
     const node = createNode({ store, agents: [v1, v2], logger: silent, passivation: { idleMs: 1, residentActorsMax: 10 } });
     await node.start();
