@@ -37,7 +37,7 @@ export type MessageState = "none" | "pending" | "applied" | "missing";
  * - `cur` reads each actor's revision and epoch and the state of the message the step applies.
  * - `ok` keeps the commits whose guard passed; `acc` updates their actor rows, again only
  *   where revision and epoch still match, and returns the commits whose row it updated.
- * - Everything else (`marked`, `outcomes`, `cleared`, and the inserts of {@link writeCtes}) reads
+ * - Everything else (`marked`, `outcomes`, `cancelled`, `cleared`, and the inserts of {@link writeCtes}) reads
  *   `acc`, so a refused commit writes nothing, and no client round trip sits between the guard
  *   and the writes.
  *
@@ -104,40 +104,48 @@ export function stepStatement(tables: Tables, round: ReadonlyArray<Owned<StepCom
         snapshot_seq = CASE WHEN ok.has_snapshot THEN ok.seq ELSE a.snapshot_seq END
       FROM ok WHERE ${same("a", "ok")} AND a.revision = ok.expected AND a.epoch = ok.epoch
       RETURNING ${accColumns.map((column) => `ok.${column}`).join(", ")})`,
-    `marked AS (UPDATE ${tables.mailbox} m SET applied_seq = acc.seq
-      FROM acc WHERE ${same("m", "acc")} AND m.message_id = acc.message_id AND m.applied_seq IS NULL
-      RETURNING acc.idx)`,
   ];
-  if (c.some((x) => x.effectOutcome !== undefined || x.finalize)) ctes.push(effectsCte(tables));
+  // Parts that no commit of the round needs are left out: each costs executor work even on no rows.
+  const marks = c.some((x) => x.appliedMessageId !== undefined);
+  if (marks) {
+    ctes.push(`marked AS (UPDATE ${tables.mailbox} m SET applied_seq = acc.seq
+      FROM acc WHERE ${same("m", "acc")} AND m.message_id = acc.message_id AND m.applied_seq IS NULL
+      RETURNING acc.idx)`);
+  }
+  if (c.some((x) => x.effectOutcome !== undefined)) ctes.push(outcomesCte(tables));
+  if (c.some((x) => x.finalize)) ctes.push(cancelledCte(tables));
   const cleared = clearedTimersCte(p, tables, round);
   if (cleared !== undefined) ctes.push(cleared);
   ctes.push(...writeCtes(p, tables, round));
   const text = `WITH ${ctes.join(",\n")}
     SELECT cur.idx, cur.actual_revision, cur.actual_epoch, cur.message_state,
-      cur.idx IN (SELECT idx FROM acc) AS applied, cur.idx IN (SELECT idx FROM marked) AS marked
+      cur.idx IN (SELECT idx FROM acc) AS applied, ${marks ? "cur.idx IN (SELECT idx FROM marked)" : "false"} AS marked
     FROM cur`;
   return { text, values: p.values };
 }
 
 /**
- * Records each accepted commit's effect outcome (its audit record too, when it has one) and, when
- * it finalizes, cancels its open effects.
+ * Records each accepted commit's effect outcome (its audit record too, when it has one). The
+ * effect is found by its primary key: a filter on the actor alone would read every effect the
+ * actor ever had, on every step.
  */
-function effectsCte(tables: Tables): string {
+function outcomesCte(tables: Tables): string {
+  return `outcomes AS (UPDATE ${tables.effects} e SET state = acc.o_state, result = acc.o_result::jsonb, result_ref = acc.o_result_ref,
+      error = acc.o_error::jsonb, usage = acc.o_usage::jsonb, attempts = acc.o_attempts, completed_seq = acc.seq,
+      audit = coalesce(acc.o_audit::jsonb, e.audit), updated_at = acc.updated_at
+    FROM acc WHERE e.tenant_id = acc.tenant_id AND e.actor_id = acc.actor_id AND e.effect_id = acc.o_effect_id
+    RETURNING 1)`;
+}
+
+/**
+ * Cancels the open effects of each accepted commit that finalizes its actor, except the one whose
+ * outcome the commit records: the two CTEs never touch the same row.
+ */
+function cancelledCte(tables: Tables): string {
   const open = openEffectStates.map((state) => `'${state}'`).join(", ");
-  const isOutcome = "e.effect_id = acc.o_effect_id";
-  return `outcomes AS (UPDATE ${tables.effects} e SET
-      state = CASE WHEN ${isOutcome} THEN acc.o_state ELSE 'cancelled' END,
-      result = CASE WHEN ${isOutcome} THEN acc.o_result::jsonb ELSE e.result END,
-      result_ref = CASE WHEN ${isOutcome} THEN acc.o_result_ref ELSE e.result_ref END,
-      error = CASE WHEN ${isOutcome} THEN acc.o_error::jsonb ELSE e.error END,
-      usage = CASE WHEN ${isOutcome} THEN acc.o_usage::jsonb ELSE e.usage END,
-      attempts = CASE WHEN ${isOutcome} THEN acc.o_attempts ELSE e.attempts END,
-      completed_seq = CASE WHEN ${isOutcome} THEN acc.seq ELSE e.completed_seq END,
-      audit = CASE WHEN ${isOutcome} THEN coalesce(acc.o_audit::jsonb, e.audit) ELSE e.audit END,
-      updated_at = acc.updated_at
-    FROM acc WHERE e.tenant_id = acc.tenant_id AND e.actor_id = acc.actor_id
-      AND (${isOutcome} OR (acc.finalize AND e.state IN (${open})))
+  return `cancelled AS (UPDATE ${tables.effects} e SET state = 'cancelled', updated_at = acc.updated_at
+    FROM acc WHERE acc.finalize AND e.tenant_id = acc.tenant_id AND e.actor_id = acc.actor_id AND e.state IN (${open})
+      AND e.effect_id IS DISTINCT FROM acc.o_effect_id
     RETURNING 1)`;
 }
 

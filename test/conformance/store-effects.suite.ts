@@ -214,6 +214,28 @@ export function describeEffectsAndTimers(ctx: StoreContext): void {
       expect(await store.listTimers("acme", other.actorId)).toHaveLength(1);
     });
 
+    it("a finalizing step that records an effect's outcome keeps that outcome and cancels the other open effects", async () => {
+      const { store } = ctx;
+      const actor = await createStarted(store, "acme");
+      await commitOk(
+        store,
+        commit("acme", actor.actorId, 1, {
+          effects: ["e_last", "e_other"].map((id) => effect("acme", actor.actorId, id, 2, { state: "running" })),
+        }),
+      );
+      await commitOk(
+        store,
+        commit("acme", actor.actorId, 2, {
+          actor: { status: "completed", output: null, error: undefined, snapshot: undefined, childCount: 0, updatedAt: 9_000 },
+          effectOutcome: { effectId: "e_last", state: "completed", result: { ok: true }, error: undefined, usage: undefined, attempts: 1 },
+          finalize: true,
+        }),
+      );
+      const last = await store.getEffect("acme", actor.actorId, "e_last");
+      expect(last).toMatchObject({ state: "completed", result: { ok: true }, completedSeq: 3, updatedAt: 9_000 });
+      expect(await store.getEffect("acme", actor.actorId, "e_other")).toMatchObject({ state: "cancelled", updatedAt: 9_000 });
+    });
+
     it("keeps the first blob under an id and scopes blobs by tenant", async () => {
       const { store } = ctx;
       const actor = await createStarted(store, "acme");
