@@ -43,6 +43,14 @@ export interface PgStoreOptions {
    * @defaultValue true
    */
   genericPlans?: boolean;
+  /**
+   * Analyze the store's tables while they are young: after 500 steps committed through the store,
+   * and each time that count doubles, the tables that at least doubled in size since their last
+   * `ANALYZE` are analyzed, so that the connections' cached plans are made again with what the tables hold (see
+   * `SqlStore.statistics`). Turn it off when you run `ANALYZE` yourself. CockroachDB is left alone.
+   * @defaultValue true
+   */
+  keepStatistics?: boolean;
   /** Retry of serialization failures (SQLSTATE 40001, 40003, 40P01, 55P03). @defaultValue `{ attemptsMax: 8, baseDelayMs: 4, delayMsMax: 250 }` */
   retry?: Partial<SqlRetryOptions>;
 }
@@ -58,6 +66,7 @@ interface ResolvedPgStoreOptions {
   idleInTransactionTimeoutMs: number;
   idleTimeoutMs: number;
   genericPlans: boolean;
+  keepStatistics: boolean;
   retry: SqlRetryOptions;
 }
 
@@ -84,6 +93,7 @@ const optionsSchema = z
     idleInTransactionTimeoutMs: positiveMs.default(2_000),
     idleTimeoutMs: positiveMs.default(10_000),
     genericPlans: z.boolean().default(true),
+    keepStatistics: z.boolean().default(true),
     retry: z
       .object({
         attemptsMax: z.number().int().min(1).max(100),
@@ -165,5 +175,13 @@ export function createPgStore(options: PgStoreOptions): SqlStore {
     own.on("error", () => {});
     pool = own;
   }
-  return new SqlStore({ pool, schema: o.schema, ownsPool: o.pool === undefined, retry: o.retry, kind: "pg", shared: true });
+  return new SqlStore({
+    pool,
+    schema: o.schema,
+    ownsPool: o.pool === undefined,
+    retry: o.retry,
+    kind: "pg",
+    shared: true,
+    keepStatistics: o.keepStatistics,
+  });
 }

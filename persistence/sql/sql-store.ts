@@ -55,6 +55,7 @@ import {
   optionalJson,
 } from "./rows.js";
 import { SqlParams } from "./sql-params.js";
+import { StatisticsKeeper, type StatisticsKeeperStats } from "./statistics-keeper.js";
 import { tablesFor, type Tables } from "./tables.js";
 import { defaultSqlRetry, SqlExecutor, type SqlPool, type SqlRetryOptions, type SqlStoreStats } from "./transaction.js";
 
@@ -78,6 +79,12 @@ export interface SqlStoreOptions {
   shared?: boolean;
   /** Called once when the store closes, after the pool ended (PGlite closes its database here). */
   onClose?: () => Promise<void>;
+  /**
+   * Analyze the store's tables while they are young (PostgreSQL and PGlite; see
+   * {@link SqlStore.statistics}). Turn it off when you run `ANALYZE` yourself.
+   * @defaultValue true
+   */
+  keepStatistics?: boolean;
 }
 
 /**
@@ -102,6 +109,7 @@ export class SqlStore implements Store, AsyncDisposable {
   readonly #ownsPool: boolean;
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #dialect: DialectCache = { dialect: undefined };
+  readonly #statistics: StatisticsKeeper | undefined;
   #closing: Promise<void> | undefined;
 
   /**
@@ -118,11 +126,25 @@ export class SqlStore implements Store, AsyncDisposable {
     // taking actors over, which is slower but never wrong; the opposite default would not be.
     this.shared = options.shared ?? true;
     this.#executor = new SqlExecutor(options.pool, { ...defaultSqlRetry, ...options.retry });
+    if (options.keepStatistics ?? true)
+      this.#statistics = new StatisticsKeeper(this.#executor, this.#tables, options.schema, this.#dialect);
   }
 
   /** Work so far: transactions, statements, round trips (statements pipelined together count once) and retries. Live counters. */
   get stats(): SqlStoreStats {
     return this.#executor.stats;
+  }
+
+  /**
+   * What the store did to keep the planner's statistics current (undefined when `keepStatistics`
+   * is off). Statements are planned once per connection; a table that grew quickly since its last
+   * `ANALYZE` would be planned as if it were still small (a scan of every actor, or of every effect
+   * of an actor, per step) until autovacuum got to it. So after 500 steps committed through the
+   * store, and again each time that count doubles, the store analyzes the tables that at least
+   * doubled in size since their statistics were taken. Live counters.
+   */
+  get statistics(): StatisticsKeeperStats | undefined {
+    return this.#statistics?.stats;
   }
 
   migrate(): Promise<void> {
@@ -131,6 +153,7 @@ export class SqlStore implements Store, AsyncDisposable {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      await this.#statistics?.close();
       this.#executor.close();
       if (this.#ownsPool) await this.#pool.end();
       await this.#onClose?.();
@@ -255,8 +278,10 @@ export class SqlStore implements Store, AsyncDisposable {
     return this.#many("listActors", text, p.values, actorFromRow);
   }
 
-  commitSteps(commits: readonly StepCommit[]): Promise<CommitOutcome[]> {
-    return commitStepsSql(this.#executor, this.#tables, commits, this.#dialect);
+  async commitSteps(commits: readonly StepCommit[]): Promise<CommitOutcome[]> {
+    const outcomes = await commitStepsSql(this.#executor, this.#tables, commits, this.#dialect);
+    this.#statistics?.noteSteps(outcomes.reduce((n, outcome) => n + (outcome.ok ? 1 : 0), 0));
+    return outcomes;
   }
 
   async readJournal(tenantId: string, actorId: string, query: { afterSeq?: number; limit: number }): Promise<JournalEntry[]> {

@@ -227,7 +227,15 @@ export function describeEffectsAndTimers(ctx: StoreContext): void {
         store,
         commit("acme", actor.actorId, 2, {
           actor: { status: "completed", output: null, error: undefined, snapshot: undefined, childCount: 0, updatedAt: 9_000 },
-          effectOutcome: { effectId: "e_last", state: "completed", result: { ok: true }, error: undefined, usage: undefined, attempts: 1 },
+          effectOutcome: {
+            effectId: "e_last",
+            state: "completed",
+            result: { ok: true },
+            resultRef: undefined,
+            error: undefined,
+            usage: undefined,
+            attempts: 1,
+          },
           finalize: true,
         }),
       );

@@ -1,0 +1,112 @@
+import type { DialectCache } from "./commit-steps.js";
+import type { Tables } from "./tables.js";
+import type { SqlExecutor } from "./transaction.js";
+
+/** Writes (committed steps and created actors) through one store before its first check. */
+export const statisticsFirstCheckSteps = 500;
+
+/** The tables whose statistics plans depend on: every table a step or a read of the hot path touches. */
+const keptTables = ["actors", "runs", "journal", "effects", "mailbox_heads", "mailbox", "timers", "blobs", "chains"] as const;
+
+/** A table smaller than this many pages is planned well enough without statistics. */
+const grownPagesMin = 8;
+
+/** What {@link StatisticsKeeper} has done, for tests and benchmarks. */
+export interface StatisticsKeeperStats {
+  /** Checks of the tables' modification counters. */
+  checks: number;
+  /** `ANALYZE` statements run (each covers every table found stale). */
+  analyzes: number;
+  /** Checks or analyzes that failed; a failure is otherwise ignored (autovacuum remains). */
+  failures: number;
+}
+
+/**
+ * Keeps the planner's statistics of young tables current on PostgreSQL (and PGlite).
+ *
+ * The store plans each statement once per connection (generic plans), with the statistics of that
+ * moment. A table that grew from nothing since its last `ANALYZE` is still planned as empty: one
+ * sequential scan of `actors` per step, or an index on `(tenant_id, actor_id)` picked over the
+ * primary key, so that a step reads every effect its actor ever had. Autovacuum corrects that, but
+ * only after its nap (a minute by default) and not at all on PGlite; until then every step costs
+ * more the larger the tables are.
+ *
+ * So, after {@link statisticsFirstCheckSteps} steps committed through this store, and again each time the
+ * count doubles, the keeper compares each table's size with the size its statistics were taken at,
+ * and analyzes the tables that at least doubled since (and hold at least 64 KiB). Sizes, not
+ * autovacuum's modification counters: those reach the statistics views up to seconds late, and
+ * a young table's plans go wrong within seconds. `ANALYZE` invalidates the cached plans that read
+ * those tables, so every connection plans again with what the tables now hold. The planner scales
+ * row counts by a table's current size by itself; what goes stale is the shape of the data (how
+ * many effects an actor has), so a table is analyzed again only when it doubled: a few times in
+ * its youth, then rarely, and never in place of autovacuum. The check is one small read of the
+ * catalog, in the background, one at a time. CockroachDB collects statistics itself and is left
+ * alone.
+ *
+ * @internal
+ */
+export class StatisticsKeeper {
+  readonly stats: StatisticsKeeperStats = { checks: 0, analyzes: 0, failures: 0 };
+  readonly #executor: SqlExecutor;
+  readonly #tables: Tables;
+  readonly #schema: string;
+  readonly #dialect: DialectCache;
+  #steps = 0;
+  #nextCheckAt = statisticsFirstCheckSteps;
+  #running: Promise<void> | undefined;
+  #closed = false;
+
+  /**
+   * @param executor - the store's executor
+   * @param tables - the store's tables
+   * @param schema - the schema's name as stored in the catalog (unquoted)
+   * @param dialect - the store's dialect, known after its first commit
+   */
+  constructor(executor: SqlExecutor, tables: Tables, schema: string, dialect: DialectCache) {
+    this.#executor = executor;
+    this.#tables = tables;
+    this.#schema = schema;
+    this.#dialect = dialect;
+  }
+
+  /** Counts `count` committed steps; starts a check in the background when the count reached the next mark. */
+  noteSteps(count: number): void {
+    this.#steps += count;
+    if (this.#closed || this.#steps < this.#nextCheckAt || this.#running !== undefined) return;
+    this.#nextCheckAt = this.#steps * 2;
+    this.#running = this.#check().finally(() => {
+      this.#running = undefined;
+    });
+  }
+
+  /** Stops checking and waits for a check under way. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#running;
+  }
+
+  async #check(): Promise<void> {
+    if (this.#dialect.dialect !== "postgres") return;
+    try {
+      this.stats.checks += 1;
+      const stale = await this.#executor.single("statisticsCheck", (session) =>
+        session.query(
+          `SELECT c.relname FROM pg_class c
+          WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1) AND c.relname = ANY($2::text[]) AND c.relkind = 'r'
+            AND pg_relation_size(c.oid) / current_setting('block_size')::int >= greatest(2 * c.relpages, ${grownPagesMin})
+          ORDER BY c.relname`,
+          [this.#schema, [...keptTables]],
+        ),
+      );
+      const names = stale.rows.map((row) => String(row.relname));
+      if (names.length === 0 || this.#closed) return;
+      // Names come from the catalog and are matched against `keptTables`: no quoting issue.
+      const list = names.filter((name) => (keptTables as readonly string[]).includes(name)).map((name) => `${this.#tables.schema}.${name}`);
+      // SKIP_LOCKED: a table another node (or autovacuum) is analyzing right now is skipped, not waited for.
+      await this.#executor.single("statisticsAnalyze", (session) => session.query(`ANALYZE (SKIP_LOCKED) ${list.join(", ")}`));
+      this.stats.analyzes += 1;
+    } catch {
+      this.stats.failures += 1;
+    }
+  }
+}
