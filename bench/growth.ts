@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { createNode, type Store } from "../index.js";
 import { createPgStore } from "../persistence/pg/index.js";
-import { idleAgent } from "./stepper-agent.js";
+import { idleAgent, stepperAgent, type StepClock } from "./stepper-agent.js";
 import { percentile } from "./stats.js";
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
@@ -55,6 +55,46 @@ export async function growth(
   }
   await node.close();
   await inner.close();
+  return out;
+}
+
+/**
+ * The same growth for a tool-calling actor: one run of the durable-steps workload, `sizes.at(-1)`
+ * steps long, each step recording the outcome of the tool call before it and planning the next.
+ * Reports the step cycle's p50 over the last steps before each size (at most 100), and the bytes
+ * stored per step over the whole run.
+ */
+export async function toolGrowth(
+  pool: pg.Pool,
+  databaseUrl: string,
+  schema: string,
+  sizes: number[],
+  note: (name: string, value: string, context?: string) => void,
+): Promise<unknown> {
+  const steps = Math.max(...sizes);
+  const store = createPgStore({ connectionString: databaseUrl, schema, poolSize: 4 });
+  await store.migrate();
+  const clock: StepClock = { stamps: new Map() };
+  const node = createNode({ store, agents: [stepperAgent(clock)], logger: silent });
+  await node.start();
+  const bytesBefore = await tableBytes(pool, schema);
+  const { runId } = await node.startRun({ tenantId: "bench", agentType: "stepper", input: { steps }, idempotencyKey: "tool-growth" });
+  const view = await node.waitForStatus("bench", runId, { timeoutMs: 600_000 });
+  if (view.status !== "completed") throw new Error(`tool growth run ended ${view.status}`);
+  const bytesPerStep = ((await tableBytes(pool, schema)) - bytesBefore) / steps;
+  await node.close();
+  await store.close();
+  const stamps = clock.stamps.get(runId) ?? [];
+  const out: Record<string, unknown> = { bytesPerStep };
+  for (const size of sizes) {
+    const from = Math.max(1, size - Math.min(100, size - 1));
+    const cycles: number[] = [];
+    for (let i = from; i < size && i < stamps.length; i++) cycles.push(stamps[i]! - stamps[i - 1]!);
+    cycles.sort((a, b) => a - b);
+    out[size] = { latencyP50Ms: percentile(cycles, 50), window: cycles.length };
+    note(`tool steps: step p50 at step ${size}`, `${percentile(cycles, 50).toFixed(3)} ms`, `over the ${cycles.length} steps before it`);
+  }
+  note(`tool steps: bytes stored per step over ${steps} steps`, `${bytesPerStep.toFixed(0)} B`);
   return out;
 }
 

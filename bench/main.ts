@@ -11,7 +11,7 @@ import pg from "pg";
 import { createPgStore } from "../persistence/pg/index.js";
 import { createPgliteStore } from "../persistence/pglite/index.js";
 import { durableSteps } from "./durable-steps.js";
-import { growth } from "./growth.js";
+import { growth, toolGrowth } from "./growth.js";
 import { benchIdentity } from "./identity-setup.js";
 import { idleActors } from "./idle-actors.js";
 import { loadAverage, machineInfo, postgresCpuMicros, postgresCpuSince } from "./machine.js";
@@ -186,6 +186,7 @@ try {
 
   // 4. Growth and rehydration.
   json.growth = await growth(pool, databaseUrl, `${schema}_g`, quick ? [10, 200, 1000] : [10, 1000, 10000], note);
+  json.toolGrowth = await toolGrowth(pool, databaseUrl, `${schema}_g`, quick ? [10, 200, 1000] : [10, 1000, 10000], note);
 
   // 5. Memory per idle actor, and reactivation.
   json.idle = await idleActors(databaseUrl, [`${schema}_i`, `${schema}_i2`], quick ? 1000 : 10_000, note);
