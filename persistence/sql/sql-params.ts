@@ -3,6 +3,9 @@ import { assert } from "../../core/assert.js";
 /** One column of an `unnest(...)` row source: name, element type, and one value per row. */
 export type UnnestColumn = readonly [name: string, type: string, values: readonly unknown[]];
 
+/** How {@link SqlParams.unnest} passes rows; see the constructor of {@link SqlParams}. */
+export type SqlRowsMode = "arrays" | "json" | "values";
+
 /**
  * Collects positional parameters while a statement is built, so that fragments can be composed
  * without counting `$n` by hand.
@@ -12,16 +15,18 @@ export type UnnestColumn = readonly [name: string, type: string, values: readonl
 export class SqlParams {
   /** The values, in `$1`, `$2`, … order. */
   readonly values: unknown[] = [];
-  readonly #rows: "arrays" | "json";
+  readonly #rows: SqlRowsMode;
 
   /**
    * @param rows - how {@link SqlParams.unnest} passes rows: one array per column (`arrays`, any
-   *   dialect), or one JSON document (`json`, PostgreSQL only: `json_to_recordset` with a column
-   *   definition list, which CockroachDB lacks). JSON is one C parse of one parameter instead of
-   *   one array literal and one set-returning call per column; it is measurably faster for the
-   *   step statement.
+   *   dialect), one JSON document (`json`, PostgreSQL only: `json_to_recordset` with a column
+   *   definition list, which CockroachDB lacks), or one parameter per value (`values`: a `VALUES`
+   *   list, any dialect). JSON is one C parse of one parameter instead of one array literal and
+   *   one set-returning call per column. `VALUES` tells the planner how many rows there are (it
+   *   takes a set-returning function for 100), so a one-row source is joined by index lookups
+   *   rather than by hashing; its text depends on the row count, so it suits small sources only.
    */
-  constructor(rows: "arrays" | "json" = "arrays") {
+  constructor(rows: SqlRowsMode = "arrays") {
     this.#rows = rows;
   }
 
@@ -51,6 +56,11 @@ export class SqlParams {
     assert(columns.length > 0, "unnest needs a column");
     const rows = columns[0]![2].length;
     for (const [name, , values] of columns) assert(values.length === rows, `column ${name} has ${rows} values`);
+    if (this.#rows === "values" && rows > 0) {
+      const tuples: string[] = [];
+      for (let r = 0; r < rows; r++) tuples.push(`(${columns.map(([, type, values]) => this.add(values[r] ?? null, type)).join(", ")})`);
+      return `(VALUES ${tuples.join(", ")}) AS ${alias}(${columns.map(([name]) => name).join(", ")})`;
+    }
     if (this.#rows === "json") {
       // JSON has no NaN or Infinity (JSON.stringify writes null): refuse them as an array literal would.
       for (const [name, type, values] of columns) {
