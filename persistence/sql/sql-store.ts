@@ -28,6 +28,7 @@ import type {
 import { validateChains } from "../internal/validate-commit.js";
 import { commitStepsSql, type DialectCache } from "./commit-steps.js";
 import { chainRows, chainsInsertCte, insertActorsSql } from "./commit-writes.js";
+import { GroupedStatements } from "./grouped-statements.js";
 import { runMigrations } from "./migrate.js";
 import {
   claimActorsSql,
@@ -110,6 +111,7 @@ export class SqlStore implements Store, AsyncDisposable {
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #dialect: DialectCache = { dialect: undefined };
   readonly #statistics: StatisticsKeeper | undefined;
+  readonly #creations: GroupedStatements;
   #closing: Promise<void> | undefined;
 
   /**
@@ -126,6 +128,7 @@ export class SqlStore implements Store, AsyncDisposable {
     // taking actors over, which is slower but never wrong; the opposite default would not be.
     this.shared = options.shared ?? true;
     this.#executor = new SqlExecutor(options.pool, { ...defaultSqlRetry, ...options.retry });
+    this.#creations = new GroupedStatements(this.#executor, "createActor");
     if (options.keepStatistics ?? true)
       this.#statistics = new StatisticsKeeper(this.#executor, this.#tables, options.schema, this.#dialect);
   }
@@ -171,7 +174,8 @@ export class SqlStore implements Store, AsyncDisposable {
    * behind it: one round trip. With a run key, the run row and the actor row are inserted
    * together or not at all; when the key is taken, nothing is written and the statement returns
    * the run's actor instead. An actor id that exists already fails the insert (unique
-   * violation), which rolls the run row back with it.
+   * violation), which rolls the run row back with it. Creations that arrive while one is being
+   * written are written together, in one transaction (see `GroupedStatements`).
    */
   async createActor(
     actor: NewActor,
@@ -208,10 +212,7 @@ export class SqlStore implements Store, AsyncDisposable {
     const text = `WITH ${ctes.join(",\n")} SELECT true AS created, NULL::text AS run_input_hash, ins.* FROM ins ${existing}`;
     let rows: Array<Record<string, unknown>>;
     try {
-      rows = await this.#executor.transaction("createActor", async (session) => {
-        const [result] = await session.queryAll([{ text, values: p.values }], { commit: true });
-        return result!.rows;
-      });
+      rows = await this.#creations.run({ text, values: p.values });
     } catch (error) {
       // The run and chain inserts skip conflicts: a unique violation can only be the actor's id.
       if (((error as AgentError).details as { sqlState?: string } | undefined)?.sqlState === "23505") {

@@ -1,0 +1,105 @@
+import type { AgentError } from "../../core/errors.js";
+import type { Row, SqlExecutor, SqlStatement } from "./transaction.js";
+
+/** The most statements one grouped transaction carries. */
+export const groupedStatementsMax = 64;
+
+interface Waiter {
+  statement: SqlStatement;
+  resolve: (rows: Row[]) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Group commit for independent one-statement transactions (actor creation): while one group is
+ * in flight, new statements queue, and the next group runs them in one SERIALIZABLE transaction,
+ * sent back to back with the COMMIT behind them: one round trip and one WAL flush for the group,
+ * where each would have had its own. Alone, a statement runs as it would have without grouping.
+ *
+ * The statements of a group must not depend on one another's outcome. If the database refused the
+ * group's transaction (a statement's unique violation, say), nothing of it committed, and each
+ * statement is run again in a transaction of its own, so that each caller gets its own result or
+ * its own error, exactly as without grouping. If the outcome is unknown (the connection broke, a
+ * COMMIT went unanswered), the group may have committed: running its statements again could
+ * answer "exists" for what this very call created, so every caller gets the error instead, as
+ * each would have alone. Statements later in a group see the writes of earlier ones, as they
+ * would have, had those committed first.
+ *
+ * @internal
+ */
+export class GroupedStatements {
+  readonly #executor: SqlExecutor;
+  readonly #operation: string;
+  #queue: Waiter[] = [];
+  #flushing = false;
+  /** Groups run and statements in them, for tests and benchmarks. */
+  readonly stats = { groups: 0, statements: 0, fallbacks: 0 };
+
+  constructor(executor: SqlExecutor, operation: string) {
+    this.#executor = executor;
+    this.#operation = operation;
+  }
+
+  /** Runs `statement` in a transaction, maybe together with others; resolves with its rows once that committed. */
+  run(statement: SqlStatement): Promise<Row[]> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ statement, resolve, reject });
+      if (!this.#flushing) void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const group = this.#queue.splice(0, groupedStatementsMax);
+        this.stats.groups += 1;
+        this.stats.statements += group.length;
+        if (group.length === 1) {
+          await this.#alone(group[0]!);
+          continue;
+        }
+        let results: Row[][];
+        try {
+          results = await this.#executor.transaction(this.#operation, async (session) => {
+            const answered = await session.queryAll(
+              group.map((waiter) => waiter.statement),
+              { commit: true },
+            );
+            return answered.map((result) => result.rows);
+          });
+        } catch (error) {
+          if (!refusedByDatabase(error)) {
+            for (const waiter of group) waiter.reject(error);
+            continue;
+          }
+          // Nothing of the group committed: each statement again, alone, for its own answer.
+          this.stats.fallbacks += 1;
+          for (const waiter of group) await this.#alone(waiter);
+          continue;
+        }
+        group.forEach((waiter, i) => waiter.resolve(results[i]!));
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  async #alone(waiter: Waiter): Promise<void> {
+    try {
+      const rows = await this.#executor.transaction(this.#operation, async (session) => {
+        const [result] = await session.queryAll([waiter.statement], { commit: true });
+        return result!.rows;
+      });
+      waiter.resolve(rows);
+    } catch (error) {
+      waiter.reject(error);
+    }
+  }
+}
+
+/** Whether the database answered with an error (so the transaction did not commit), rather than the connection failing. */
+function refusedByDatabase(error: unknown): boolean {
+  const sqlState = ((error as AgentError | undefined)?.details as { sqlState?: unknown } | undefined)?.sqlState;
+  return typeof sqlState === "string" && !sqlState.startsWith("08");
+}
