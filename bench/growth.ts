@@ -61,8 +61,10 @@ export async function growth(
 /**
  * The same growth for a tool-calling actor: one run of the durable-steps workload, `sizes.at(-1)`
  * steps long, each step recording the outcome of the tool call before it and planning the next.
- * Reports the step cycle's p50 over the last steps before each size (at most 100), and the bytes
- * stored per step over the whole run.
+ * Reports the p50 of the step cycle (from one tool call's start to the next one's, which takes the
+ * step's commit) over the cycles up to each size (the last 100 at most), and the bytes stored per
+ * step over the whole run. Run it in a schema of its own: tables that other work filled would
+ * neither be young nor count their own bytes.
  */
 export async function toolGrowth(
   pool: pg.Pool,
@@ -91,8 +93,13 @@ export async function toolGrowth(
     const cycles: number[] = [];
     for (let i = from; i < size && i < stamps.length; i++) cycles.push(stamps[i]! - stamps[i - 1]!);
     cycles.sort((a, b) => a - b);
+    if (cycles.length === 0) continue;
     out[size] = { latencyP50Ms: percentile(cycles, 50), window: cycles.length };
-    note(`tool steps: step p50 at step ${size}`, `${percentile(cycles, 50).toFixed(3)} ms`, `over the ${cycles.length} steps before it`);
+    note(
+      `tool steps: step cycle p50 up to step ${size}`,
+      `${percentile(cycles, 50).toFixed(3)} ms`,
+      `over the last ${cycles.length} cycles`,
+    );
   }
   note(`tool steps: bytes stored per step over ${steps} steps`, `${bytesPerStep.toFixed(0)} B`);
   return out;

@@ -186,7 +186,7 @@ try {
 
   // 4. Growth and rehydration.
   json.growth = await growth(pool, databaseUrl, `${schema}_g`, quick ? [10, 200, 1000] : [10, 1000, 10000], note);
-  json.toolGrowth = await toolGrowth(pool, databaseUrl, `${schema}_g`, quick ? [10, 200, 1000] : [10, 1000, 10000], note);
+  json.toolGrowth = await toolGrowth(pool, databaseUrl, `${schema}_tg`, quick ? [10, 200, 1000] : [10, 1000, 10000], note);
 
   // 5. Memory per idle actor, and reactivation.
   json.idle = await idleActors(databaseUrl, [`${schema}_i`, `${schema}_i2`], quick ? 1000 : 10_000, note);
@@ -194,6 +194,7 @@ try {
   await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_t CASCADE`);
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_g CASCADE`);
+  await pool.query(`DROP SCHEMA IF EXISTS ${schema}_tg CASCADE`);
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_i CASCADE`);
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_i2 CASCADE`);
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_id CASCADE`);

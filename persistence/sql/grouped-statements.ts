@@ -98,8 +98,14 @@ export class GroupedStatements {
   }
 }
 
-/** Whether the database answered with an error (so the transaction did not commit), rather than the connection failing. */
+/**
+ * Whether the database refused the transaction, so that nothing of it committed: it answered with
+ * an error of its own. Not when the store is unavailable (a broken connection, an unanswered
+ * COMMIT, a server shutting down) nor after CockroachDB's "statement completion unknown" (40003):
+ * those may have committed.
+ */
 function refusedByDatabase(error: unknown): boolean {
-  const sqlState = ((error as AgentError | undefined)?.details as { sqlState?: unknown } | undefined)?.sqlState;
-  return typeof sqlState === "string" && !sqlState.startsWith("08");
+  const agentError = error as AgentError | undefined;
+  const sqlState = (agentError?.details as { sqlState?: unknown } | undefined)?.sqlState;
+  return typeof sqlState === "string" && agentError?.code !== "ERR_STORE_UNAVAILABLE" && sqlState !== "40003";
 }

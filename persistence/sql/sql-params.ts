@@ -16,6 +16,7 @@ export class SqlParams {
   /** The values, in `$1`, `$2`, … order. */
   readonly values: unknown[] = [];
   readonly #rows: SqlRowsMode;
+  readonly #manyRows: "arrays" | "json";
 
   /**
    * @param rows - how {@link SqlParams.unnest} passes rows: one array per column (`arrays`, any
@@ -24,10 +25,14 @@ export class SqlParams {
    *   list, any dialect). JSON is one C parse of one parameter instead of one array literal and
    *   one set-returning call per column. `VALUES` tells the planner how many rows there are (it
    *   takes a set-returning function for 100), so a one-row source is joined by index lookups
-   *   rather than by hashing; its text depends on the row count, so it suits small sources only.
+   *   rather than by hashing. It applies to sources of exactly one row: a source of more rows
+   *   goes as `manyRows` says, so that neither the number of parameters nor the number of
+   *   distinct statement texts grows with the rows.
+   * @param manyRows - with `values`, how a source of other than one row passes its rows
    */
-  constructor(rows: SqlRowsMode = "arrays") {
+  constructor(rows: SqlRowsMode = "arrays", manyRows: "arrays" | "json" = "arrays") {
     this.#rows = rows;
+    this.#manyRows = rows === "values" ? manyRows : rows;
   }
 
   /**
@@ -56,12 +61,11 @@ export class SqlParams {
     assert(columns.length > 0, "unnest needs a column");
     const rows = columns[0]![2].length;
     for (const [name, , values] of columns) assert(values.length === rows, `column ${name} has ${rows} values`);
-    if (this.#rows === "values" && rows > 0) {
-      const tuples: string[] = [];
-      for (let r = 0; r < rows; r++) tuples.push(`(${columns.map(([, type, values]) => this.add(values[r] ?? null, type)).join(", ")})`);
-      return `(VALUES ${tuples.join(", ")}) AS ${alias}(${columns.map(([name]) => name).join(", ")})`;
+    if (this.#rows === "values" && rows === 1) {
+      const row = columns.map(([, type, values]) => this.add(values[0] ?? null, type));
+      return `(VALUES (${row.join(", ")})) AS ${alias}(${columns.map(([name]) => name).join(", ")})`;
     }
-    if (this.#rows === "json") {
+    if (this.#manyRows === "json") {
       // JSON has no NaN or Infinity (JSON.stringify writes null): refuse them as an array literal would.
       for (const [name, type, values] of columns) {
         if (type !== "int8") continue;

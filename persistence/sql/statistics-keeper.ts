@@ -2,7 +2,7 @@ import type { DialectCache } from "./commit-steps.js";
 import type { Tables } from "./tables.js";
 import type { SqlExecutor } from "./transaction.js";
 
-/** Writes (committed steps and created actors) through one store before its first check. */
+/** Steps committed through one store before its first check (created actors do not count). */
 export const statisticsFirstCheckSteps = 500;
 
 /** The tables whose statistics plans depend on: every table a step or a read of the hot path touches. */

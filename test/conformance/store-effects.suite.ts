@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { StoreContext } from "./store.suite.js";
-import { commit, commitOk, createStarted, effect, timer } from "./store-fixtures.js";
+import { commit, commitOk, createStarted, effect, message, timer } from "./store-fixtures.js";
 
 /** @param ctx - the suite's store */
 export function describeEffectsAndTimers(ctx: StoreContext): void {
@@ -212,6 +212,51 @@ export function describeEffectsAndTimers(ctx: StoreContext): void {
       expect((await store.readJournal("acme", actor.actorId, { afterSeq: 2, limit: 1 }))[0]?.status).toBe("completed");
       expect((await store.getEffect("acme", other.actorId, "e_planned"))?.state).toBe("planned");
       expect(await store.listTimers("acme", other.actorId)).toHaveLength(1);
+    });
+
+    it("one round mixes a finalize without an outcome, an outcome without a finalize, and steps with and without a message", async () => {
+      const { store } = ctx;
+      const [ending, working, messaged] = [
+        await createStarted(store, "acme"),
+        await createStarted(store, "acme"),
+        await createStarted(store, "acme"),
+      ];
+      for (const actor of [ending, working]) {
+        await commitOk(
+          store,
+          commit("acme", actor.actorId, 1, { effects: [effect("acme", actor.actorId, "e_open", 2, { state: "awaiting-approval" })] }),
+        );
+      }
+      await store.enqueueMessage(message("acme", messaged.actorId, "m1"), { mailboxDepthMax: 10 });
+      const outcomes = await store.commitSteps([
+        commit("acme", ending.actorId, 2, {
+          actor: {
+            status: "failed",
+            output: undefined,
+            error: { code: "ERR_STOP", message: "stop" },
+            snapshot: undefined,
+            childCount: 0,
+            updatedAt: 7_000,
+          },
+          finalize: true,
+        }),
+        commit("acme", working.actorId, 2, {
+          effectOutcome: {
+            effectId: "e_open",
+            state: "failed",
+            result: undefined,
+            resultRef: undefined,
+            error: undefined,
+            usage: undefined,
+            attempts: 2,
+          },
+        }),
+        commit("acme", messaged.actorId, 1, { appliedMessageId: "m1" }),
+      ]);
+      expect(outcomes.map((outcome) => outcome.ok)).toEqual([true, true, true]);
+      expect(await store.getEffect("acme", ending.actorId, "e_open")).toMatchObject({ state: "cancelled", updatedAt: 7_000 });
+      expect(await store.getEffect("acme", working.actorId, "e_open")).toMatchObject({ state: "failed", attempts: 2, completedSeq: 3 });
+      expect(await store.pendingMessages("acme", messaged.actorId, 10)).toEqual([]);
     });
 
     it("a finalizing step that records an effect's outcome keeps that outcome and cancels the other open effects", async () => {

@@ -100,16 +100,19 @@ describe("GroupedStatements", () => {
     return { executor, attempts: () => attempts };
   }
 
-  it("fails every statement of a group whose outcome is unknown, without running them again", async () => {
-    const unknown = new StoreError("ERR_STORE_UNAVAILABLE", "connection terminated after COMMIT was sent", { details: {} });
+  it.each([
+    ["a broken connection", new StoreError("ERR_STORE_UNAVAILABLE", "connection terminated after COMMIT was sent", { details: {} })],
+    ["a server shutting down", new StoreError("ERR_STORE_UNAVAILABLE", "terminating connection", { details: { sqlState: "57P01" } })],
+    ["CockroachDB's completion unknown", new StoreError("ERR_STORE_RETRYABLE", "result is ambiguous", { details: { sqlState: "40003" } })],
+  ])("fails every statement of a group whose outcome is unknown (%s), without running them again", async (_, unknown) => {
     const { executor, attempts } = failing(unknown);
     const grouped = new GroupedStatements(executor, "createActor");
     const runs = [1, 2, 3].map((n) => grouped.run({ text: `SELECT ${n}` }));
     const settled = await Promise.allSettled(runs);
     expect(settled.map((s) => (s.status === "rejected" ? (s.reason as AgentError).code : "ok"))).toEqual([
-      "ERR_STORE_UNAVAILABLE",
-      "ERR_STORE_UNAVAILABLE",
-      "ERR_STORE_UNAVAILABLE",
+      unknown.code,
+      unknown.code,
+      unknown.code,
     ]);
     // The first alone, then the other two as one group; no fallback after an unknown outcome.
     expect(attempts()).toBe(2);

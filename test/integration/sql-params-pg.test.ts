@@ -1,10 +1,16 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { createPgStore } from "../../persistence/pg/index.js";
 import { SqlParams, type SqlRowsMode, type UnnestColumn } from "../../persistence/sql/sql-params.js";
-import { createTestPgPool } from "../helpers/sql.js";
+import { commit, commitOk, createStarted, message } from "../conformance/store-fixtures.js";
+import { databaseUrl } from "../helpers/services.js";
+import { createTestPgPool, dropSchemas, uniqueSchema } from "../helpers/sql.js";
 
 const pool = createTestPgPool(1);
 
+const schemas: string[] = [];
+
 afterAll(async () => {
+  await dropSchemas(pool, schemas);
   await pool.end();
 });
 
@@ -53,6 +59,16 @@ describe("SqlParams row sources on PostgreSQL", () => {
     expect(rows).toEqual([]);
   });
 
+  it("values: a source of other than one row goes as manyRows says, so parameters do not grow with the rows", async () => {
+    for (const manyRows of ["arrays", "json"] as const) {
+      const p = new SqlParams("values", manyRows);
+      const source = p.unnest("u", columns);
+      expect(p.values).toHaveLength(manyRows === "json" ? 1 : columns.length);
+      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM ${source}`, p.values);
+      expect(rows[0]).toEqual({ n: awkward.length });
+    }
+  });
+
   it("values: tells the planner the row count, so a one-row source is looked up by index", async () => {
     const p = new SqlParams("values");
     const source = p.unnest("u", [["relname", "text", ["pg_class"]]]);
@@ -60,5 +76,24 @@ describe("SqlParams row sources on PostgreSQL", () => {
     const plan = rows.map((row: Record<string, string>) => row["QUERY PLAN"]).join("\n");
     expect(plan).toMatch(/rows=1\b/);
     expect(plan).toContain("Index");
+  });
+});
+
+describe("a step committed alone", () => {
+  it("carries 8,000 messages (more than PostgreSQL's 65,535 parameters, were each value one)", async () => {
+    const schema = uniqueSchema();
+    schemas.push(schema);
+    const store = createPgStore({ connectionString: databaseUrl, schema, poolSize: 1 });
+    try {
+      await store.migrate();
+      const sender = await createStarted(store, "acme");
+      const recipient = await createStarted(store, "acme");
+      const messages = Array.from({ length: 8_000 }, (_, i) => message("acme", recipient.actorId, `m-${i}`));
+      await commitOk(store, commit("acme", sender.actorId, 1, { messages }));
+      const pending = await store.pendingMessages("acme", recipient.actorId, 10_000);
+      expect(pending).toHaveLength(8_000);
+    } finally {
+      await store.close();
+    }
   });
 });
