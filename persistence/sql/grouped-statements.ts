@@ -17,9 +17,9 @@ interface Waiter {
  * where each would have had its own. Alone, a statement runs as it would have without grouping.
  *
  * The statements of a group must not depend on one another's outcome. If the database refused the
- * group's transaction (a statement's unique violation, say), nothing of it committed, and each
- * statement is run again in a transaction of its own, so that each caller gets its own result or
- * its own error, exactly as without grouping. If the outcome is unknown (the connection broke, a
+ * group's transaction (a statement's unique violation, say), nothing of it committed, and its
+ * halves are written again in turn, down to statements alone, so that each caller gets its own
+ * result or its own error, exactly as without grouping. If the outcome is unknown (the connection broke, a
  * COMMIT went unanswered), the group may have committed: running its statements again could
  * answer "exists" for what this very call created, so every caller gets the error instead, as
  * each would have alone. Statements later in a group see the writes of earlier ones, as they
@@ -55,46 +55,41 @@ export class GroupedStatements {
         const group = this.#queue.splice(0, groupedStatementsMax);
         this.stats.groups += 1;
         this.stats.statements += group.length;
-        if (group.length === 1) {
-          await this.#alone(group[0]!);
-          continue;
-        }
-        let results: Row[][];
-        try {
-          results = await this.#executor.transaction(this.#operation, async (session) => {
-            const answered = await session.queryAll(
-              group.map((waiter) => waiter.statement),
-              { commit: true },
-            );
-            return answered.map((result) => result.rows);
-          });
-        } catch (error) {
-          if (!refusedByDatabase(error)) {
-            for (const waiter of group) waiter.reject(error);
-            continue;
-          }
-          // Nothing of the group committed: each statement again, alone, for its own answer.
-          this.stats.fallbacks += 1;
-          for (const waiter of group) await this.#alone(waiter);
-          continue;
-        }
-        group.forEach((waiter, i) => waiter.resolve(results[i]!));
+        await this.#write(group);
       }
     } finally {
       this.#flushing = false;
     }
   }
 
-  async #alone(waiter: Waiter): Promise<void> {
+  /**
+   * Writes a group in one transaction. When the database refuses it, the two halves are written
+   * in turn, each the same way, down to single statements: one refused statement among 64 costs
+   * 13 transactions rather than 65, and its caller alone gets the error.
+   */
+  async #write(group: Waiter[]): Promise<void> {
+    let results: Row[][];
     try {
-      const rows = await this.#executor.transaction(this.#operation, async (session) => {
-        const [result] = await session.queryAll([waiter.statement], { commit: true });
-        return result!.rows;
+      results = await this.#executor.transaction(this.#operation, async (session) => {
+        const answered = await session.queryAll(
+          group.map((waiter) => waiter.statement),
+          { commit: true },
+        );
+        return answered.map((result) => result.rows);
       });
-      waiter.resolve(rows);
     } catch (error) {
-      waiter.reject(error);
+      if (group.length === 1 || !refusedByDatabase(error)) {
+        for (const waiter of group) waiter.reject(error);
+        return;
+      }
+      // Nothing of the group committed: its halves again, in order, for their own answers.
+      this.stats.fallbacks += 1;
+      const half = Math.ceil(group.length / 2);
+      await this.#write(group.slice(0, half));
+      await this.#write(group.slice(half));
+      return;
     }
+    group.forEach((waiter, i) => waiter.resolve(results[i]!));
   }
 }
 

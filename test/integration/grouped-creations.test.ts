@@ -129,4 +129,30 @@ describe("GroupedStatements", () => {
     expect(attempts()).toBe(4);
     expect(grouped.stats.fallbacks).toBe(1);
   });
+
+  it("splits a refused group in halves, so one bad statement among 64 costs 13 transactions and fails alone", async () => {
+    let transactions = 0;
+    const refused = new StoreError("ERR_STORE", "duplicate key", { details: { sqlState: "23505" } });
+    const executor = {
+      transaction: async (_: string, work: (session: unknown) => Promise<unknown>) => {
+        transactions += 1;
+        return work({
+          queryAll: (statements: Array<{ text: string }>) =>
+            statements.some((s) => s.text === "BAD")
+              ? Promise.reject(refused)
+              : Promise.resolve(statements.map((s) => ({ rows: [{ text: s.text }], rowCount: 1 }))),
+        });
+      },
+    } as unknown as SqlExecutor;
+    const grouped = new GroupedStatements(executor, "createActor");
+    const first = grouped.run({ text: "first" });
+    const texts = Array.from({ length: 64 }, (_, i) => (i === 37 ? "BAD" : `s${i}`));
+    const settled = await Promise.allSettled(texts.map((text) => grouped.run({ text })));
+    await first;
+    expect(settled.map((s) => (s.status === "fulfilled" ? (s.value[0] as { text: string }).text : "refused"))).toEqual(
+      texts.map((text) => (text === "BAD" ? "refused" : text)),
+    );
+    // The first alone; the 64; then two halves at each of 6 levels.
+    expect(transactions).toBe(1 + 1 + 12);
+  });
 });
