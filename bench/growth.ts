@@ -79,13 +79,18 @@ export async function toolGrowth(
   const clock: StepClock = { stamps: new Map() };
   const node = createNode({ store, agents: [stepperAgent(clock)], logger: silent });
   await node.start();
-  const bytesBefore = await tableBytes(pool, schema);
-  const { runId } = await node.startRun({ tenantId: "bench", agentType: "stepper", input: { steps }, idempotencyKey: "tool-growth" });
-  const view = await node.waitForStatus("bench", runId, { timeoutMs: 600_000 });
-  if (view.status !== "completed") throw new Error(`tool growth run ended ${view.status}`);
-  const bytesPerStep = ((await tableBytes(pool, schema)) - bytesBefore) / steps;
-  await node.close();
-  await store.close();
+  let runId: string;
+  let bytesPerStep: number;
+  try {
+    const bytesBefore = await tableBytes(pool, schema);
+    ({ runId } = await node.startRun({ tenantId: "bench", agentType: "stepper", input: { steps }, idempotencyKey: "tool-growth" }));
+    const view = await node.waitForStatus("bench", runId, { timeoutMs: 600_000 });
+    if (view.status !== "completed") throw new Error(`tool growth run ended ${view.status}`);
+    bytesPerStep = ((await tableBytes(pool, schema)) - bytesBefore) / steps;
+  } finally {
+    await node.close();
+    await store.close();
+  }
   const stamps = clock.stamps.get(runId) ?? [];
   const out: Record<string, unknown> = { bytesPerStep };
   for (const size of sizes) {

@@ -1,3 +1,4 @@
+import { assert } from "../../core/assert.js";
 import type { AgentError } from "../../core/errors.js";
 import type { Row, SqlExecutor, SqlStatement } from "./transaction.js";
 
@@ -16,14 +17,15 @@ interface Waiter {
  * sent back to back with the COMMIT behind them: one round trip and one WAL flush for the group,
  * where each would have had its own. Alone, a statement runs as it would have without grouping.
  *
- * The statements of a group must not depend on one another's outcome. If the database refused the
- * group's transaction (a statement's unique violation, say), nothing of it committed, and its
+ * The statements of a group must not depend on one another's outcome. If the database refused a
+ * statement for what it holds (a unique violation, say), nothing of the group committed, and its
  * halves are written again in turn, down to statements alone, so that each caller gets its own
- * result or its own error, exactly as without grouping. If the outcome is unknown (the connection broke, a
- * COMMIT went unanswered), the group may have committed: running its statements again could
- * answer "exists" for what this very call created, so every caller gets the error instead, as
- * each would have alone. Statements later in a group see the writes of earlier ones, as they
- * would have, had those committed first.
+ * result or its own error, exactly as without grouping. Any other failure fails every caller of
+ * the group: an unknown outcome (a broken connection, an unanswered COMMIT) may have committed,
+ * and running the statements again could answer "exists" for what a call created itself; a
+ * failure of the transaction as such (serialization failures that outlasted their retries, a
+ * timeout) would only be multiplied. Statements later in a group see the writes of earlier ones,
+ * as they would have, had those committed first.
  *
  * @internal
  */
@@ -32,7 +34,10 @@ export class GroupedStatements {
   readonly #operation: string;
   #queue: Waiter[] = [];
   #flushing = false;
-  /** Groups run and statements in them, for tests and benchmarks. */
+  /**
+   * Groups taken from the queue, statements in them, and refused groups written again in halves
+   * (transactions = groups + 2 × fallbacks), for tests and benchmarks.
+   */
   readonly stats = { groups: 0, statements: 0, fallbacks: 0 };
 
   constructor(executor: SqlExecutor, operation: string) {
@@ -55,7 +60,12 @@ export class GroupedStatements {
         const group = this.#queue.splice(0, groupedStatementsMax);
         this.stats.groups += 1;
         this.stats.statements += group.length;
-        await this.#write(group);
+        try {
+          await this.#write(group);
+        } catch (error) {
+          // Not expected (#write settles its waiters); never leave a caller waiting.
+          for (const waiter of group) waiter.reject(error);
+        }
       }
     } finally {
       this.#flushing = false;
@@ -75,6 +85,7 @@ export class GroupedStatements {
           group.map((waiter) => waiter.statement),
           { commit: true },
         );
+        assert(answered.length === group.length, "one result per statement of a group");
         return answered.map((result) => result.rows);
       });
     } catch (error) {
@@ -94,13 +105,15 @@ export class GroupedStatements {
 }
 
 /**
- * Whether the database refused the transaction, so that nothing of it committed: it answered with
- * an error of its own. Not when the store is unavailable (a broken connection, an unanswered
- * COMMIT, a server shutting down) nor after CockroachDB's "statement completion unknown" (40003):
- * those may have committed.
+ * Whether the database refused one of the group's statements for what it holds: a constraint
+ * violation (SQLSTATE class 23) or bad data (class 22). Nothing of the group committed, and the
+ * statement alone would be refused the same way. Anything else (an unavailable store, an unknown
+ * outcome, serialization failures that outlasted their retries, a timeout) concerns the group as a
+ * whole: splitting it would only multiply the attempts, or could answer "exists" for what a call
+ * created itself.
  */
 function refusedByDatabase(error: unknown): boolean {
   const agentError = error as AgentError | undefined;
   const sqlState = (agentError?.details as { sqlState?: unknown } | undefined)?.sqlState;
-  return typeof sqlState === "string" && agentError?.code !== "ERR_STORE_UNAVAILABLE" && sqlState !== "40003";
+  return agentError?.code !== "ERR_STORE_UNAVAILABLE" && typeof sqlState === "string" && /^2[23]/.test(sqlState);
 }

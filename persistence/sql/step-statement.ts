@@ -60,9 +60,10 @@ export type MessageState = "none" | "pending" | "applied" | "missing";
 export function stepStatement(tables: Tables, round: ReadonlyArray<Owned<StepCommit>>, dialect: "postgres" | "cockroach"): SqlStatement {
   // Measured on PostgreSQL 15: JSON rows make a small round ~5 % faster (one parse instead of one
   // array literal and one unnest per column) and a large one ~3 % slower (every row repeats the keys).
-  const p = new SqlParams(
-    round.length <= valuesRowsMax ? "values" : dialect === "postgres" && round.length <= jsonRowsMax ? "json" : "arrays",
-  );
+  // A one-commit round's one-row sources go as VALUES; its sources of more rows (messages, say) as
+  // a small round's do.
+  const many = dialect === "postgres" && round.length <= jsonRowsMax ? "json" : "arrays";
+  const p = new SqlParams(round.length <= valuesRowsMax ? "values" : many, many);
   const c = round.map((item) => item.row);
   const outcome = c.map((commit) => commit.effectOutcome);
   const source = p.unnest("u", [

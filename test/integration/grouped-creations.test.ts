@@ -104,7 +104,11 @@ describe("GroupedStatements", () => {
     ["a broken connection", new StoreError("ERR_STORE_UNAVAILABLE", "connection terminated after COMMIT was sent", { details: {} })],
     ["a server shutting down", new StoreError("ERR_STORE_UNAVAILABLE", "terminating connection", { details: { sqlState: "57P01" } })],
     ["CockroachDB's completion unknown", new StoreError("ERR_STORE_RETRYABLE", "result is ambiguous", { details: { sqlState: "40003" } })],
-  ])("fails every statement of a group whose outcome is unknown (%s), without running them again", async (_, unknown) => {
+    [
+      "serialization failures past their retries",
+      new StoreError("ERR_STORE_RETRYABLE", "could not serialize", { details: { sqlState: "40001" } }),
+    ],
+  ])("fails every statement of a group that failed as a whole (%s), without running them again", async (_, unknown) => {
     const { executor, attempts } = failing(unknown);
     const grouped = new GroupedStatements(executor, "createActor");
     const runs = [1, 2, 3].map((n) => grouped.run({ text: `SELECT ${n}` }));
@@ -114,7 +118,7 @@ describe("GroupedStatements", () => {
       unknown.code,
       unknown.code,
     ]);
-    // The first alone, then the other two as one group; no fallback after an unknown outcome.
+    // The first alone, then the other two as one group; no split after such a failure.
     expect(attempts()).toBe(2);
     expect(grouped.stats.fallbacks).toBe(0);
   });
