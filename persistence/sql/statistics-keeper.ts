@@ -13,7 +13,7 @@ const grownPagesMin = 8;
 
 /** What {@link StatisticsKeeper} has done, for tests and benchmarks. */
 export interface StatisticsKeeperStats {
-  /** Checks of the tables' modification counters. */
+  /** Checks of the tables' sizes. */
   checks: number;
   /** `ANALYZE` statements run (each covers every table found stale). */
   analyzes: number;
@@ -31,17 +31,19 @@ export interface StatisticsKeeperStats {
  * only after its nap (a minute by default) and not at all on PGlite; until then every step costs
  * more the larger the tables are.
  *
- * So, after {@link statisticsFirstCheckSteps} steps committed through this store, and again each time the
- * count doubles, the keeper compares each table's size with the size its statistics were taken at,
- * and analyzes the tables that at least doubled since (and hold at least 64 KiB). Sizes, not
- * autovacuum's modification counters: those reach the statistics views up to seconds late, and
+ * So, after {@link statisticsFirstCheckSteps} steps committed through this store, and again each
+ * time the count doubles, the keeper compares each table's size with the size its statistics were
+ * taken at, and analyzes the tables that at least doubled since (and hold at least 8 pages). Sizes,
+ * not autovacuum's modification counters: those reach the statistics views up to seconds late, and
  * a young table's plans go wrong within seconds. `ANALYZE` invalidates the cached plans that read
  * those tables, so every connection plans again with what the tables now hold. The planner scales
  * row counts by a table's current size by itself; what goes stale is the shape of the data (how
- * many effects an actor has), so a table is analyzed again only when it doubled: a few times in
- * its youth, then rarely, and never in place of autovacuum. The check is one small read of the
- * catalog, in the background, one at a time. CockroachDB collects statistics itself and is left
- * alone.
+ * many effects an actor has), so a table is analyzed again only when it doubled: a few times in its
+ * youth, then rarely, and never in place of autovacuum. The check is one small read of the catalog,
+ * in the background, one at a time. CockroachDB collects statistics itself and is left alone.
+ * A role that does not own the tables gets a warning from `ANALYZE`, not an error, and its plans
+ * wait for autovacuum as before. On PGlite the `ANALYZE` runs on the event loop, like every
+ * statement there: a few milliseconds, a few times in a table's youth.
  *
  * @internal
  */
