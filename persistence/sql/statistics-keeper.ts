@@ -43,7 +43,8 @@ export interface StatisticsKeeperStats {
  * in the background, one at a time. CockroachDB collects statistics itself and is left alone.
  * A role that does not own the tables gets a warning from `ANALYZE`, not an error, and its plans
  * wait for autovacuum as before. On PGlite the `ANALYZE` runs on the event loop, like every
- * statement there: a few milliseconds, a few times in a table's youth.
+ * statement there: measured 5 ms for a table of 1,000 rows and 150 ms at 50,000 (it samples at most
+ * 30,000 rows), once per doubling of the table.
  *
  * @internal
  */
