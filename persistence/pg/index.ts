@@ -51,7 +51,7 @@ export interface PgStoreOptions {
    * @defaultValue true
    */
   keepStatistics?: boolean;
-  /** Retry of serialization failures (SQLSTATE 40001, 40003, 40P01, 55P03). @defaultValue `{ attemptsMax: 8, baseDelayMs: 4, delayMsMax: 250 }` */
+  /** Retry of serialization failures (SQLSTATE 40001, 40003 before a COMMIT was sent, 40P01, 55P03). @defaultValue `{ attemptsMax: 8, baseDelayMs: 4, delayMsMax: 250 }` */
   retry?: Partial<SqlRetryOptions>;
 }
 

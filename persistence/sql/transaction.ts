@@ -179,6 +179,7 @@ export class SqlExecutor {
     // connection pipelines; a transaction that sends no statement sends neither BEGIN nor COMMIT.
     let beginPending = transactional;
     let committed = false;
+    let commitSent = false;
     const session: SqlSession = {
       query: async (text, values) => {
         const [result] = await session.queryAll([{ text, values }]);
@@ -192,7 +193,7 @@ export class SqlExecutor {
         beginPending = false;
         if (withBegin) this.stats.transactions += 1;
         const commit = options?.commit === true && transactional;
-        if (commit) committed = true;
+        if (commit) committed = commitSent = true;
         const results = await this.#send(client, [
           ...(withBegin ? [{ text: begin! }] : []),
           ...statements,
@@ -212,10 +213,23 @@ export class SqlExecutor {
     let broken: Error | undefined;
     try {
       const result = await work(session);
-      if (transactional && !beginPending && !committed) await this.#commit(client);
+      if (transactional && !beginPending && !committed) {
+        commitSent = true;
+        await this.#commit(client);
+      }
       return result;
     } catch (error) {
-      const translated = translateError(error, operation);
+      let translated = translateError(error, operation);
+      // CockroachDB's 40003 (statement completion unknown) once a COMMIT went out: the transaction
+      // may have committed, and running it again could apply it twice. Like an unanswered COMMIT,
+      // it leaves as unavailable with an unknown outcome, never retried here.
+      if (commitSent && (translated.details as { sqlState?: unknown } | undefined)?.sqlState === "40003") {
+        translated = new StoreError("ERR_STORE_UNAVAILABLE", `${operation}: the outcome of COMMIT is unknown: ${translated.message}`, {
+          cause: translated,
+          retryable: true,
+          details: { ...translated.details, outcome: "unknown" },
+        });
+      }
       if (translated.code === "ERR_STORE_UNAVAILABLE") broken = translated;
       // After a pipelined COMMIT the transaction may be over (then ROLLBACK only warns) or, on a
       // connection that does not pipeline, never sent: roll back either way.
