@@ -46,12 +46,16 @@ export interface PgStoreOptions {
   /**
    * Analyze the store's tables while they are young: after 500 steps committed through the store,
    * and each time that count doubles, the tables that at least doubled in size since their last
-   * `ANALYZE` are analyzed, so that the connections' cached plans are made again with what the tables hold (see
-   * `SqlStore.statistics`). Turn it off when you run `ANALYZE` yourself. CockroachDB is left alone.
+   * `ANALYZE` are analyzed, so that the connections' cached plans are made again with what the
+   * tables hold (see `SqlStore.statistics`). Turn it off when you run `ANALYZE` yourself.
+   * CockroachDB is left alone.
    * @defaultValue true
    */
   keepStatistics?: boolean;
-  /** Retry of serialization failures (SQLSTATE 40001, 40003 before a COMMIT was sent, 40P01, 55P03). @defaultValue `{ attemptsMax: 8, baseDelayMs: 4, delayMsMax: 250 }` */
+  /**
+   * Retry of serialization failures (SQLSTATE 40001, 40003 before a COMMIT was sent, 40P01, 55P03).
+   * @defaultValue `{ attemptsMax: 8, baseDelayMs: 4, delayMsMax: 250 }`
+   */
   retry?: Partial<SqlRetryOptions>;
 }
 

@@ -40,9 +40,9 @@ export type MessageState = "none" | "pending" | "applied" | "missing";
  * - `cur` reads each actor's revision and epoch and the state of the message the step applies.
  * - `ok` keeps the commits whose guard passed; `acc` updates their actor rows, again only
  *   where revision and epoch still match, and returns the commits whose row it updated.
- * - Everything else (`marked`, `outcomes`, `cancelled`, `cleared`, and the inserts of {@link writeCtes}) reads
- *   `acc`, so a refused commit writes nothing, and no client round trip sits between the guard
- *   and the writes.
+ * - Everything else (`marked`, `outcomes`, `cancelled`, `cleared`, and the inserts of
+ *   {@link writeCtes}) reads `acc`, so a refused commit writes nothing, and no client round trip
+ *   sits between the guard and the writes.
  *
  * No row is modified twice: timers both cleared and set by one step are only upserted, each
  * effect is either updated (an earlier one) or inserted (a new one), a message is either marked
