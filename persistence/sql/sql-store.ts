@@ -93,9 +93,10 @@ export interface SqlStoreOptions {
  * table is qualified with the schema; every write runs in a SERIALIZABLE transaction, retried on
  * SQLSTATE 40001, 40003, 40P01 and 55P03, except the single statements of the node registry and of
  * orphan claims (see `node-leases.ts`), which run at the session's isolation so that nodes doing
- * them at once do not abort each other; driver errors leave as {@link StoreError}. A 40003 after
- * the COMMIT went out is not retried: the transaction may have committed, and it leaves as
- * `ERR_STORE_UNAVAILABLE` with `details.outcome: "unknown"`, as an unanswered COMMIT does.
+ * them at once do not abort each other; driver errors leave as {@link StoreError}. A COMMIT that
+ * went out and got no answer, or CockroachDB's 40003 for it (or for a statement outside a
+ * transaction), is not retried: the work may have committed, and it leaves as
+ * `ERR_STORE_UNAVAILABLE` with `details.outcome: "unknown"`.
  *
  * @example
  * ```ts

@@ -41,6 +41,8 @@ export interface StatisticsKeeperStats {
  * many effects an actor has), so a table is analyzed again only when it doubled: a few times in its
  * youth, then rarely, and never in place of autovacuum. The check is one small read of the catalog,
  * in the background, one at a time. CockroachDB collects statistics itself and is left alone.
+ * `ANALYZE (SKIP_LOCKED)` needs PostgreSQL 12 or later; on an older server every analyze fails and
+ * only counts in `failures`.
  * A role that does not own the tables gets a warning from `ANALYZE`, not an error, and its plans
  * wait for autovacuum as before. On PGlite the `ANALYZE` runs on the event loop, like every
  * statement there: measured 5 ms for a table of 1,000 rows and 150 ms at 50,000 (it samples at most

@@ -179,7 +179,8 @@ export class SqlExecutor {
     // connection pipelines; a transaction that sends no statement sends neither BEGIN nor COMMIT.
     let beginPending = transactional;
     let committed = false;
-    let commitSent = false;
+    // Whether a COMMIT went out and got no answer: then the transaction may or may not have committed.
+    let commitInDoubt = false;
     const session: SqlSession = {
       query: async (text, values) => {
         const [result] = await session.queryAll([{ text, values }]);
@@ -193,12 +194,19 @@ export class SqlExecutor {
         beginPending = false;
         if (withBegin) this.stats.transactions += 1;
         const commit = options?.commit === true && transactional;
-        if (commit) committed = commitSent = true;
-        const results = await this.#send(client, [
-          ...(withBegin ? [{ text: begin! }] : []),
-          ...statements,
-          ...(commit ? [{ text: "COMMIT" }] : []),
-        ]);
+        if (commit) committed = true;
+        const last = { sent: false, answered: false };
+        let results: SqlResult[];
+        try {
+          results = await this.#send(
+            client,
+            [...(withBegin ? [{ text: begin! }] : []), ...statements, ...(commit ? [{ text: "COMMIT" }] : [])],
+            last,
+          );
+        } finally {
+          // A COMMIT answered (even with ROLLBACK, after an earlier statement failed) leaves no doubt.
+          if (commit) commitInDoubt = last.sent && !last.answered;
+        }
         if (commit) {
           const tag = results.at(-1)?.command;
           // PostgreSQL answers the COMMIT of a failed transaction with ROLLBACK; that is no commit.
@@ -214,17 +222,20 @@ export class SqlExecutor {
     try {
       const result = await work(session);
       if (transactional && !beginPending && !committed) {
-        commitSent = true;
+        commitInDoubt = true;
         await this.#commit(client);
       }
       return result;
     } catch (error) {
       let translated = translateError(error, operation);
-      // CockroachDB's 40003 (statement completion unknown) once a COMMIT went out: the transaction
-      // may have committed, and running it again could apply it twice. Like an unanswered COMMIT,
-      // it leaves as unavailable with an unknown outcome, never retried here.
-      if (commitSent && (translated.details as { sqlState?: unknown } | undefined)?.sqlState === "40003") {
-        translated = new StoreError("ERR_STORE_UNAVAILABLE", `${operation}: the outcome of COMMIT is unknown: ${translated.message}`, {
+      // A COMMIT that went out and got no answer, or CockroachDB's 40003 (statement completion
+      // unknown) for it or for a statement outside a transaction (its own implicit commit): the
+      // work may have committed, and running it again could apply it twice. It leaves as
+      // unavailable with `outcome: "unknown"`, never retried here.
+      const inDoubt = transactional ? commitInDoubt : true;
+      const sqlState = (translated.details as { sqlState?: unknown } | undefined)?.sqlState;
+      if (inDoubt && (sqlState === "40003" || (transactional && translated.code === "ERR_STORE_UNAVAILABLE"))) {
+        translated = new StoreError("ERR_STORE_UNAVAILABLE", `${operation}: the outcome is unknown: ${translated.message}`, {
           cause: translated,
           retryable: true,
           details: { ...translated.details, outcome: "unknown" },
@@ -248,9 +259,14 @@ export class SqlExecutor {
    * statement behind a BEGIN that failed would run on its own; BEGIN fails only when the
    * connection does, and then so does everything behind it. Parameterized statements are
    * prepared once per connection under a name derived from their text: parsing and planning the
-   * group-commit statements is most of their cost.
+   * group-commit statements is most of their cost. `last` learns whether the last statement went
+   * out and whether it was answered (the caller's COMMIT, when it sent one).
    */
-  async #send(client: pg.PoolClient, statements: readonly SqlStatement[]): Promise<SqlResult[]> {
+  async #send(
+    client: pg.PoolClient,
+    statements: readonly SqlStatement[],
+    last: { sent: boolean; answered: boolean } = { sent: false, answered: false },
+  ): Promise<SqlResult[]> {
     const submit = ({ text, values }: SqlStatement): Promise<pg.QueryResult> => {
       this.stats.statements += 1;
       const name = values === undefined ? undefined : this.#statementName(text);
@@ -282,6 +298,8 @@ export class SqlExecutor {
         if (one!.status === "rejected") break;
       }
     }
+    last.sent = settled.length === statements.length;
+    last.answered = last.sent && settled.at(-1)?.status === "fulfilled";
     const failed = settled.find((outcome) => outcome.status === "rejected");
     if (failed !== undefined) throw failed.reason;
     return settled.map((outcome) => {

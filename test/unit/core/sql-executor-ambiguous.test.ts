@@ -50,18 +50,45 @@ describe("SqlExecutor and CockroachDB's ambiguous results (40003)", () => {
     expect(seen.begins).toBe(1);
   });
 
-  it("still retries a 40003 that came before any COMMIT was sent", async () => {
+  it.each([true, false])("still retries a 40003 on a statement before the COMMIT (pipelining %s)", async (pipeline) => {
     let failures = 1;
+    let aborted = false;
     const { pool, seen } = fakePool((text) => {
-      if (text === "UPDATE 1" && failures > 0) {
+      if (text.startsWith("BEGIN")) aborted = false;
+      if (text === "INSERT 1" && failures > 0) {
         failures -= 1;
+        aborted = true;
         return cockroachAmbiguous();
       }
+      // A COMMIT behind a failed statement is answered with ROLLBACK: nothing committed.
+      if (text === "COMMIT") return ok(aborted ? "ROLLBACK" : "COMMIT");
       return ok(text.split(" ")[0]!);
-    }, false);
+    }, pipeline);
     const executor = new SqlExecutor(pool, retry);
-    await executor.transaction("commitSteps", (session) => session.query("UPDATE 1", [1]));
+    await executor.transaction("createActor", (session) => session.queryAll([{ text: "INSERT 1", values: [1] }], { commit: true }));
     expect(seen.begins).toBe(2);
     expect(executor.stats.retries).toBe(1);
+    // Without pipelining the COMMIT of the failed attempt was never sent.
+    expect(seen.texts.filter((t) => t === "COMMIT")).toHaveLength(pipeline ? 2 : 1);
+  });
+
+  it("does not run again a statement outside a transaction whose implicit commit came back ambiguous", async () => {
+    const { pool, seen } = fakePool((text) => (text === "UPDATE 1" ? cockroachAmbiguous() : ok(text.split(" ")[0]!)), true);
+    const executor = new SqlExecutor(pool, retry);
+    const error = (await executor.single("renewNode", (session) => session.query("UPDATE 1", [1])).catch((e: unknown) => e)) as AgentError;
+    expect(error.code).toBe("ERR_STORE_UNAVAILABLE");
+    expect(error.details).toMatchObject({ outcome: "unknown" });
+    expect(seen.texts.filter((t) => t === "UPDATE 1")).toHaveLength(1);
+  });
+
+  it("marks an unanswered COMMIT as an unknown outcome", async () => {
+    const lost = () => Promise.reject(new Error("Connection terminated unexpectedly"));
+    const { pool } = fakePool((text) => (text === "COMMIT" ? lost() : ok(text.split(" ")[0]!)), true);
+    const executor = new SqlExecutor(pool, retry);
+    const error = (await executor
+      .transaction("commitSteps", (session) => session.queryAll([{ text: "UPDATE 1", values: [1] }], { commit: true }))
+      .catch((e: unknown) => e)) as AgentError;
+    expect(error.code).toBe("ERR_STORE_UNAVAILABLE");
+    expect(error.details).toMatchObject({ outcome: "unknown" });
   });
 });
