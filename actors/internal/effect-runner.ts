@@ -193,6 +193,10 @@ export class EffectRunner {
       if (!owner.isLive()) return;
       owner.settle(this.#settled(effect, attempt, raced.output, raced.usage, raced.audit));
     } catch (thrown) {
+      if (thrown instanceof LeaseLost) {
+        span.end();
+        return owner.effectFailed();
+      }
       const error = controller.signal.aborted ? controller.signal.reason : thrown;
       span.setStatus({ code: SpanStatusCode.ERROR, message: String((error as Error)?.message ?? error) });
       span.end();
@@ -221,6 +225,7 @@ export class EffectRunner {
     if (effect.kind === "model") {
       const model = this.#deps.model;
       if (model === undefined) throw new AgentError("ERR_CONFIG", "an agent called a model but the node has no `model` option");
+      if (!this.#deps.leaseValid()) throw new LeaseLost();
       const response: ModelResponse = await Promise.race([
         model.complete(effect.args as unknown as ModelRequest, { signal, idempotencyKey: effect.idempotencyKey }),
         aborted,
@@ -231,6 +236,9 @@ export class EffectRunner {
     if (tool === undefined)
       throw new AgentError("ERR_UNKNOWN_TOOL", `agent ${owner.def.type} has no tool "${effect.name}"`, { details: { tool: effect.name } });
     const authorized = await this.#authorize(owner, effect, tool);
+    // The runner checked the lease before this attempt, but awaits lie between that check and
+    // here: a node paused among them (SIGSTOP, a frozen VM) must not start the call when it wakes.
+    if (!this.#deps.leaseValid()) throw new LeaseLost();
     const context = {
       idempotencyKey: effect.idempotencyKey,
       signal,
@@ -373,3 +381,6 @@ export class EffectRunner {
     owner.settle(this.#failure(effect, attempts, { ...error, details: { ...error.details, attempts } }));
   }
 }
+
+/** Thrown by an attempt that found, just before the call, that the node no longer surely holds its lease. */
+class LeaseLost extends Error {}
