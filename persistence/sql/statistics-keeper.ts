@@ -105,8 +105,8 @@ export class StatisticsKeeper {
       );
       const names = stale.rows.map((row) => String(row.relname));
       if (names.length === 0 || this.#closed) return;
-      // Names come from the catalog and are matched against `keptTables`: no quoting issue.
-      const list = names.filter((name) => (keptTables as readonly string[]).includes(name)).map((name) => `${this.#tables.schema}.${name}`);
+      // The check returns only names of `keptTables` (plain identifiers): no quoting issue.
+      const list = names.map((name) => `${this.#tables.schema}.${name}`);
       // SKIP_LOCKED: a table another node (or autovacuum) is analyzing right now is skipped, not waited for.
       await this.#executor.single("statisticsAnalyze", (session) => session.query(`ANALYZE (SKIP_LOCKED) ${list.join(", ")}`));
       this.stats.analyzes += 1;

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { InvariantError } from "../../core/assert.js";
-import type { EffectOutcome } from "../../core/ports/store.js";
 import type { StoreContext } from "./store.suite.js";
 import {
   chain,
   commit,
   commitOk,
+  completed,
   createStarted,
   effect,
   entry,
@@ -15,20 +15,6 @@ import {
   outcomeError,
   timer,
 } from "./store-fixtures.js";
-
-/** An effect outcome that completed, with or without an audit record. */
-function completed(effectId: string, overrides: Partial<EffectOutcome> = {}): EffectOutcome {
-  return {
-    effectId,
-    state: "completed",
-    result: { ok: true },
-    resultRef: undefined,
-    error: undefined,
-    usage: undefined,
-    attempts: 1,
-    ...overrides,
-  };
-}
 
 /** An audit record as the runtime writes it (IDENTITY.md §12): who, under what, when. */
 function audit(decision: string): {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { StoreContext } from "./store.suite.js";
-import { commit, commitOk, createStarted, effect, message, timer } from "./store-fixtures.js";
+import { commit, commitOk, completed, createStarted, effect, message, timer } from "./store-fixtures.js";
 
 /** @param ctx - the suite's store */
 export function describeEffectsAndTimers(ctx: StoreContext): void {
@@ -241,15 +241,7 @@ export function describeEffectsAndTimers(ctx: StoreContext): void {
           finalize: true,
         }),
         commit("acme", working.actorId, 2, {
-          effectOutcome: {
-            effectId: "e_open",
-            state: "failed",
-            result: undefined,
-            resultRef: undefined,
-            error: undefined,
-            usage: undefined,
-            attempts: 2,
-          },
+          effectOutcome: completed("e_open", { state: "failed", result: undefined, attempts: 2 }),
         }),
         commit("acme", messaged.actorId, 1, { appliedMessageId: "m1" }),
       ]);
@@ -272,15 +264,7 @@ export function describeEffectsAndTimers(ctx: StoreContext): void {
         store,
         commit("acme", actor.actorId, 2, {
           actor: { status: "completed", output: null, error: undefined, snapshot: undefined, childCount: 0, updatedAt: 9_000 },
-          effectOutcome: {
-            effectId: "e_last",
-            state: "completed",
-            result: { ok: true },
-            resultRef: undefined,
-            error: undefined,
-            usage: undefined,
-            attempts: 1,
-          },
+          effectOutcome: completed("e_last"),
           finalize: true,
         }),
       );

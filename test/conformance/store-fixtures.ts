@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type {
   CommitOutcome,
+  EffectOutcome,
   EffectRecord,
   JournalEntry,
   NewActor,
@@ -103,6 +104,20 @@ export function message(tenantId: string, actorId: string, messageId: string, ov
     event: { type: "user.message", text: messageId },
     sender: "external",
     createdAt: 3_000,
+    ...overrides,
+  };
+}
+
+/** An effect outcome that completed with `{ ok: true }` on its first attempt, unless `overrides` say otherwise. */
+export function completed(effectId: string, overrides: Partial<EffectOutcome> = {}): EffectOutcome {
+  return {
+    effectId,
+    state: "completed",
+    result: { ok: true },
+    resultRef: undefined,
+    error: undefined,
+    usage: undefined,
+    attempts: 1,
     ...overrides,
   };
 }

@@ -3,7 +3,7 @@ import type { NewActor } from "../../core/ports/store.js";
 import { createPgStore, type SqlStore } from "../../persistence/pg/index.js";
 import { createPgliteStore } from "../../persistence/pglite/index.js";
 import { statisticsFirstCheckSteps } from "../../persistence/sql/statistics-keeper.js";
-import { commit, createStarted, effect } from "../conformance/store-fixtures.js";
+import { commit, completed, createStarted, effect } from "../conformance/store-fixtures.js";
 import { databaseUrl } from "../helpers/services.js";
 import { createTestPgPool, dropSchemas, uniqueSchema } from "../helpers/sql.js";
 import { until } from "../helpers/until.js";
@@ -26,18 +26,7 @@ async function grow(store: SqlStore, actors: readonly NewActor[], rounds: number
       actors.map((actor) =>
         commit("acme", actor.actorId, round, {
           effects: [effect("acme", actor.actorId, `e${round}`, round + 1, { state: "running" })],
-          effectOutcome:
-            round === 1
-              ? undefined
-              : {
-                  effectId: `e${round - 1}`,
-                  state: "completed",
-                  result: { round },
-                  resultRef: undefined,
-                  error: undefined,
-                  usage: undefined,
-                  attempts: 1,
-                },
+          effectOutcome: round === 1 ? undefined : completed(`e${round - 1}`, { result: { round } }),
         }),
       ),
     );
@@ -108,7 +97,7 @@ describe("statistics of young tables (PostgreSQL)", () => {
       await until(() => store.statistics?.checks === 1 && (store.statistics.analyzes ?? 0) === 1, 20_000);
       // 550 steps so far: the next check comes at 1,100.
       await grow(store, actors.slice(0, 10), 5, 11);
-      await new Promise((r) => setTimeout(r, 50));
+      // A check starts (and counts) synchronously with the commit that reaches its mark.
       expect(store.statistics?.checks).toBe(1);
       expect(off.statistics).toBeUndefined();
     } finally {
