@@ -434,11 +434,10 @@ export class TesseraNode {
     if (record === undefined)
       throw new AgentError("ERR_ACTOR_NOT_FOUND", `no actor ${actorId} in tenant ${tenantId}`, { details: { actorId } });
     const stored = this.#registry.get(record.agentType, record.agentVersion);
-    const latest = this.#registry.latest(record.agentType);
-    // Activation migrates an actor that has state to the latest version when that declares
-    // `migrate` (rehydrate.ts): the event is checked against the definition that will apply it.
-    if (stored === undefined || (latest.migrate !== undefined && latest.version !== stored.version && record.revision > 0)) return latest;
-    return stored;
+    if (stored === undefined) return this.#registry.latest(record.agentType);
+    // Activation migrates an actor that has state (rehydrate.ts, the same registry rule): the event
+    // is checked against the definition that will apply it.
+    return (record.revision > 0 ? this.#registry.migrationTarget(record.agentType, stored.version) : undefined) ?? stored;
   }
 
   /**

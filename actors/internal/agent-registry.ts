@@ -29,6 +29,15 @@ export class AgentRegistry {
     return def;
   }
 
+  /**
+   * The definition an actor of `agentType` at `version` is migrated to when it is activated with
+   * state: the latest version, when that is another one and declares `migrate`; else undefined.
+   */
+  migrationTarget(agentType: string, version: number): AgentDefinition | undefined {
+    const latest = this.latest(agentType);
+    return latest.version !== version && latest.migrate !== undefined ? latest : undefined;
+  }
+
   /** One version of a type, if registered. */
   get(agentType: string, version: number): AgentDefinition | undefined {
     return this.#byType.get(agentType)?.get(version);

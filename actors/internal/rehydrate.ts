@@ -112,13 +112,14 @@ export async function loadActor(store: Store, registry: AgentRegistry, record: A
     );
   }
   state = await foldJournal(store, stored, record, state, entries, limits, (t) => registry.latestVersionOf(t));
-  if (state === undefined || stored.version === latest.version || latest.migrate === undefined) {
+  const target = registry.migrationTarget(record.agentType, stored.version);
+  if (state === undefined || target === undefined) {
     return { record, def: stored, state, migrated: false, rowsRead: entries.length };
   }
   const current = toEnvelope(stored, state);
-  const machine = migrateMachine(latest, current.machine, stored.version, record);
-  state = fromEnvelope(latest, { ...current, agentVersion: latest.version, machine });
-  return { record, def: latest, state, migrated: true, rowsRead: entries.length };
+  const machine = migrateMachine(target, current.machine, stored.version, record);
+  state = fromEnvelope(target, { ...current, agentVersion: target.version, machine });
+  return { record, def: target, state, migrated: true, rowsRead: entries.length };
 }
 
 function migrateMachine(latest: AgentDefinition, machine: string | null, fromVersion: number, record: ActorRecord): string | null {
