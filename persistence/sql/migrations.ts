@@ -226,8 +226,21 @@ const killSwitches: Migration = {
 };
 
 /**
+ * Half of each page of `actors` kept free for updates. Every step updates its actor's row, and
+ * PostgreSQL writes that update without touching any of the table's six indexes (a heap-only
+ * tuple) only when the row's page has room for the new version. With full pages, at 64 concurrent
+ * runs 73 % of the updates found no room and added an entry to every index; with half-full pages,
+ * 14 % (completions, which change the indexed status, are most of them). Pages already written
+ * keep their fill. CockroachDB accepts the parameter and ignores it.
+ */
+const actorsRoom: Migration = {
+  name: "0006_actors_fillfactor",
+  sql: (s) => [`ALTER TABLE ${s}.actors SET (fillfactor = 50)`],
+};
+
+/**
  * Every migration, oldest first. `migrate()` applies the ones not yet recorded, in this order.
  *
  * @internal
  */
-export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains, keyDirectory, nodes, killSwitches]);
+export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains, keyDirectory, nodes, killSwitches, actorsRoom]);

@@ -251,6 +251,34 @@ describe("pg store: setup and failures", () => {
     expect(await store.getChain("acme", "ch_own_49")).toEqual(chain("ch_own_49").tokens);
   });
 
+  it("keeps an actor's row on its page while its steps update it, even with the page's neighbours written and an old snapshot open", async () => {
+    const schema = uniqueSchema();
+    const store = ownStore(schema);
+    await store.migrate();
+    const actor = await createStarted(store, "acme");
+    // Neighbours inserted after it: with full pages, they would leave no room beside it.
+    for (let i = 0; i < 60; i += 1) await store.createActor(newActor("acme"));
+    const blockOf = async (): Promise<string> => {
+      const { rows } = await admin.query(`SELECT (ctid::text::point)[0]::text AS block FROM "${schema}".actors WHERE actor_id = $1`, [
+        actor.actorId,
+      ]);
+      return (rows[0] as { block: string }).block;
+    };
+    const before = await blockOf();
+    // A reader's open snapshot keeps every version written after it from being pruned, as
+    // concurrent steps do under load: each update needs room of its own.
+    const reader = await admin.connect();
+    try {
+      await reader.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
+      await reader.query(`SELECT count(*) FROM "${schema}".actors`);
+      for (let revision = 1; revision <= 3; revision += 1) await commitOk(store, commit("acme", actor.actorId, revision));
+      expect(await blockOf()).toBe(before);
+    } finally {
+      await reader.query("ROLLBACK");
+      reader.release();
+    }
+  });
+
   it("costs one more round trip per round when a batch holds steps that depend on each other", async () => {
     const store = ownStore();
     await store.migrate();
