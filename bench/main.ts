@@ -16,6 +16,7 @@ import { benchIdentity } from "./identity-setup.js";
 import { idleActors } from "./idle-actors.js";
 import { loadAverage, machineInfo, postgresCpuMicros, postgresCpuSince } from "./machine.js";
 import { referenceGroupCommit, referenceInserts } from "./reference.js";
+import { referenceStepRows } from "./step-rows.js";
 import { cell, percentile, summarize } from "./stats.js";
 
 const quick = process.argv.includes("--quick");
@@ -48,7 +49,34 @@ try {
   note("raw pg: INSERT per transaction, 64 clients, steps/s", cell(single64.map((r) => r.stepsPerSecond)), `load ${loadAverage()}`);
   const group64 = await repeat(() => referenceGroupCommit(pool, schema, 64, refSteps * 8));
   note("raw pg: group commit, 64 runs, steps/s", cell(group64.map((r) => r.stepsPerSecond)), `load ${loadAverage()}`);
-  json.reference = { single, single64: single64.map((r) => r.stepsPerSecond), group64: group64.map((r) => r.stepsPerSecond) };
+  // The floor under a durable step: raw pg writing a tool step's rows in Tessera's schema.
+  const floor1 = await repeat(() => referenceStepRows(pool, `${schema}_f`, 1, refSteps));
+  const floorLatency = floor1.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
+  note(
+    "raw pg: a durable step's rows (Tessera's schema), 1 run, steps/s",
+    cell(floor1.map((r) => r.stepsPerSecond)),
+    `p50 ${percentile(floorLatency, 50).toFixed(3)} ms (${(percentile(floorLatency, 50) / percentile(singleLatency, 50)).toFixed(2)} × INSERT); load ${loadAverage()}`,
+  );
+  const floor64 = await repeat(() => referenceStepRows(pool, `${schema}_f`, 64, refSteps * 8));
+  const floorRatio = summarize(floor64.map((r) => r.stepsPerSecond)).median / summarize(group64.map((r) => r.stepsPerSecond)).median;
+  note(
+    "raw pg: a durable step's rows (Tessera's schema), group commit, 64 runs, steps/s",
+    cell(floor64.map((r) => r.stepsPerSecond)),
+    `${floorRatio.toFixed(2)} × group commit; load ${loadAverage()}`,
+  );
+  json.reference = {
+    single,
+    single64: single64.map((r) => r.stepsPerSecond),
+    group64: group64.map((r) => r.stepsPerSecond),
+    floor1: floor1.map((r) => ({
+      stepsPerSecond: r.stepsPerSecond,
+      p50Ms: percentile(
+        [...r.latenciesMs].sort((a, b) => a - b),
+        50,
+      ),
+    })),
+    floor64: floor64.map((r) => r.stepsPerSecond),
+  };
 
   // 2. Tessera durable-steps on PostgreSQL.
   const stepsPerRun = 10;
@@ -66,6 +94,7 @@ try {
       ];
   const tessera: Record<string, unknown> = {};
   let ratio64 = NaN;
+  let ratioFloor64 = NaN;
   let p50Single = NaN;
   for (const c of cells) {
     const results = await repeat(async () => {
@@ -106,7 +135,10 @@ try {
         )}`,
       );
     }
-    if (c.concurrency === 64) ratio64 = summarize(sps).median / summarize(group64.map((r) => r.stepsPerSecond)).median;
+    if (c.concurrency === 64) {
+      ratio64 = summarize(sps).median / summarize(group64.map((r) => r.stepsPerSecond)).median;
+      ratioFloor64 = summarize(sps).median / summarize(floor64.map((r) => r.stepsPerSecond)).median;
+    }
     note(
       `tessera pg: costs per step at ${c.concurrency}`,
       `node ${cell(results.map((r) => r.nodeCpuMicros / r.steps))} µs, pg ${cell(results.map((r) => r.pgCpuMicrosPerStep))} µs`,
@@ -122,6 +154,16 @@ try {
   json.tessera = tessera;
   note("ratio: tessera 64 runs / group-commit reference", Number.isNaN(ratio64) ? "n/a (quick)" : ratio64.toFixed(2), "target ≥ 0.5");
   note("ratio: tessera p50 at 1 run / INSERT per transaction p50", (p50Single / percentile(singleLatency, 50)).toFixed(2), "target ≤ 1.4");
+  note(
+    "ratio: tessera 64 runs / a durable step's rows at 64 (the runtime's share)",
+    Number.isNaN(ratioFloor64) ? "n/a (quick)" : ratioFloor64.toFixed(2),
+    "1.0 would be a runtime that costs nothing",
+  );
+  note(
+    "ratio: tessera p50 at 1 run / a durable step's rows p50",
+    (p50Single / percentile(floorLatency, 50)).toFixed(2),
+    "1.0 would be a runtime that costs nothing",
+  );
 
   // 2b. The same workload under identity: a 3-link delegation chain per run, and every tool call a
   // signed invocation that the node verifies; then the sign/verify costs alone.
@@ -198,6 +240,7 @@ try {
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_i CASCADE`);
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_i2 CASCADE`);
   await pool.query(`DROP SCHEMA IF EXISTS ${schema}_id CASCADE`);
+  await pool.query(`DROP SCHEMA IF EXISTS ${schema}_f CASCADE`);
   await pool.end();
 }
 
