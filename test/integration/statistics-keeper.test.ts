@@ -60,6 +60,14 @@ describe("statistics of young tables (PostgreSQL)", () => {
       );
       expect(rows.map((row) => row.relname)).toEqual(["effects", "journal"]);
       for (const row of rows) expect(row.reltuples, row.relname).toBeGreaterThan(0);
+      // Keys are analyzed; documents, which no statement filters on, are not.
+      const analyzed = await admin.query<{ attname: string }>(
+        `SELECT attname FROM pg_stats WHERE schemaname = $1 AND tablename = 'journal' ORDER BY attname`,
+        [schema],
+      );
+      const columns = analyzed.rows.map((row) => row.attname);
+      expect(columns).toEqual(expect.arrayContaining(["actor_id", "seq", "tenant_id"]));
+      for (const document of ["event", "planned", "state_value"]) expect(columns).not.toContain(document);
       // With statistics, the generic plan of an outcome write reads the one effect, not the actor's every effect.
       const client = await admin.connect();
       try {
