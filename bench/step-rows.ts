@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
-import type pg from "pg";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import pg from "pg";
 import { createPgStore } from "../persistence/pg/index.js";
 
 const tenant = "floor";
@@ -8,52 +9,83 @@ const warmUpSteps = 20;
 const hex = (text: string): string => createHash("sha256").update(text).digest("hex");
 const result = JSON.stringify({ i: 0, data: "d".repeat(80) });
 
-/** One step's rows for the `durable-steps` workload, as Tessera's schema stores them. */
-interface StepRow {
+/** A run's step waiting for the transaction that will hold its rows. */
+interface QueuedStep {
   run: number;
   seq: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
 }
 
 /**
  * The floor under Tessera's durable step: raw `pg` writing, per step, the rows a tool step of the
- * `durable-steps` workload stores in Tessera's own schema (migrated by the store), with none of the
- * runtime: the actor row's update by key, the journal row (~650 bytes), the outcome of the step's
- * effect (an update by key) and the next step's effect (~340 bytes). The rows of all in-flight runs
- * go in one statement, committed on its own (one round trip, as Tessera's pipelined transaction),
- * and each run waits for the commit that holds its row. The session forbids sequential scans and
- * hash and merge joins, so that every row is found by its key whatever the table's statistics: the
- * best plan, not the planner's guess. Actor creation, which a Tessera run adds, is left out.
+ * `durable-steps` workload stores in Tessera's own schema (migrated by the store, so with the same
+ * indexes and storage parameters), with none of the runtime: the actor row's update by key, the
+ * journal row (~650 bytes), the outcome of the step's effect (an update by key) and the next step's
+ * effect (~340 bytes). The rows of all in-flight runs go in one statement, in a SERIALIZABLE
+ * transaction whose BEGIN, statement and COMMIT leave in one write on a pipelining connection, as
+ * Tessera's group commit does; each run waits for the commit that holds its row.
  *
- * The gap between this and the single-row group commit is the cost of the data model (four row
- * writes and their index entries instead of one); the gap between Tessera and this is the cost of
- * the runtime (statechart, hash chain, planning, validation, protocol).
+ * It is a floor, not a copy: the session forbids sequential scans and hash and merge joins, so that
+ * every row is found by its key whatever the statistics; no step is guarded against a stale
+ * revision beyond the actor update's own condition; and a run's creation, first step and completion
+ * (one actor insert and one more commit per ten tool steps in Tessera's workload, the completion
+ * changing indexed columns) are left out. Each call starts from an empty schema.
+ *
+ * The gap between the single-row group commit and this is the cost of the data model (four row
+ * writes and their index entries instead of one); the gap between this and Tessera is the cost of
+ * the runtime (statechart, hash chain, planning, validation, the step statement's guards, protocol).
+ *
+ * @param databaseUrl - the database, reached as the store reaches it
+ * @param schema - a schema of its own, dropped and created again
+ * @param concurrency - runs in flight
+ * @param steps - timed steps in all (rounded up to a multiple of `concurrency`)
+ * @returns steps per second over the timed steps, and each timed step's latency
  */
 export async function referenceStepRows(
-  pool: pg.Pool,
+  databaseUrl: string,
   schema: string,
   concurrency: number,
   steps: number,
 ): Promise<{ stepsPerSecond: number; latenciesMs: number[] }> {
-  // A fresh schema for each measurement: no rows, dead or alive, from an earlier one.
-  await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  const store = createPgStore({ pool, schema });
-  await store.migrate();
-  await store.close();
-  const t = (table: string): string => `"${schema}".${table}`;
-  const actorId = (run: number): string => `act_floor_${run}`;
-  const statementName = `floor_${randomUUID().slice(0, 8)}`;
+  const client = new pg.Client({ connectionString: databaseUrl, pipeline: true } as pg.ClientConfig);
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    const store = createPgStore({ connectionString: databaseUrl, schema, poolSize: 1 });
+    try {
+      await store.migrate();
+    } finally {
+      await store.close();
+    }
+    await client.query("SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off");
+    await createActors(client, schema, concurrency);
+    return await measure(client, schema, concurrency, Math.ceil(steps / concurrency));
+  } finally {
+    await client.end();
+  }
+}
+
+const actorIdOf = (run: number): string => `act_floor_${run}`;
+
+async function createActors(client: pg.Client, schema: string, concurrency: number): Promise<void> {
   for (let run = 0; run < concurrency; run++) {
-    await pool.query(
-      `INSERT INTO ${t("actors")} (tenant_id, actor_id, agent_type, agent_version, root_id, depth, input, epoch, owner_node, status,
+    await client.query(
+      `INSERT INTO "${schema}".actors (tenant_id, actor_id, agent_type, agent_version, root_id, depth, input, epoch, owner_node, status,
          revision, snapshot, snapshot_seq, last_hash, child_count, created_at, updated_at)
        VALUES ($1, $2, 'stepper', 1, $2, 0, '{"steps":10}', 1, 'node-floor', 'active', 0, '{"value":"working"}', 0, $3, 0, 0, 0)`,
-      [tenant, actorId(run), hex("0")],
+      [tenant, actorIdOf(run), hex("0")],
     );
   }
-  const statement = `WITH u AS (SELECT * FROM unnest($1::text[], $2::int8[], $4::text[], $5::text[]) AS u(actor_id, seq, done_id, next_id)),
-    a AS (UPDATE ${t("actors")} a SET revision = u.seq, updated_at = u.seq, last_hash = md5(u.actor_id || u.seq) || md5(u.seq || u.actor_id)
+}
+
+/** The statement that writes the rows of a batch of steps; it returns how many of each it wrote. */
+function stepRowsStatement(schema: string): string {
+  const table = (name: string): string => `"${schema}".${name}`;
+  return `WITH u AS (SELECT * FROM unnest($1::text[], $2::int8[], $4::text[], $5::text[]) AS u(actor_id, seq, done_id, next_id)),
+    a AS (UPDATE ${table("actors")} a SET revision = u.seq, updated_at = u.seq, last_hash = md5(u.actor_id || u.seq) || md5(u.seq || u.actor_id)
       FROM u WHERE a.tenant_id = '${tenant}' AND a.actor_id = u.actor_id AND a.revision = u.seq - 1 RETURNING 1),
-    j AS (INSERT INTO ${t("journal")} (tenant_id, actor_id, seq, kind, event, planned, state_value, status, state_hash, hash, prev_hash,
+    j AS (INSERT INTO ${table("journal")} (tenant_id, actor_id, seq, kind, event, planned, state_value, status, state_hash, hash, prev_hash,
         epoch, node_id, created_at)
       SELECT '${tenant}', u.actor_id, u.seq, 'event',
         jsonb_build_object('type', 'tool.step.done', 'effectId', u.done_id, 'output', $3::jsonb),
@@ -62,43 +94,61 @@ export async function referenceStepRows(
         '"working"', 'active', md5(u.actor_id) || md5(u.seq::text), md5(u.seq || u.actor_id) || md5(u.actor_id || u.seq),
         md5(u.actor_id || (u.seq - 1)) || md5((u.seq - 1) || u.actor_id), 1, 'node-floor', u.seq
       FROM u RETURNING 1),
-    o AS (UPDATE ${t("effects")} e SET state = 'completed', result = $3::jsonb, attempts = 1, completed_seq = u.seq, updated_at = u.seq
+    o AS (UPDATE ${table("effects")} e SET state = 'completed', result = $3::jsonb, attempts = 1, completed_seq = u.seq, updated_at = u.seq
       FROM u WHERE e.tenant_id = '${tenant}' AND e.actor_id = u.actor_id AND e.effect_id = u.done_id
       RETURNING 1),
-    n AS (INSERT INTO ${t("effects")} (tenant_id, actor_id, effect_id, ordinal, kind, name, args, idempotency_key, idempotent, state,
+    n AS (INSERT INTO ${table("effects")} (tenant_id, actor_id, effect_id, ordinal, kind, name, args, idempotency_key, idempotent, state,
         attempts, created_seq, created_at, updated_at)
       SELECT '${tenant}', u.actor_id, u.next_id, 0, 'tool', 'step', jsonb_build_object('i', u.seq),
-        md5(u.actor_id || u.seq), true, 'planned', 0, u.seq, u.seq, u.seq
+        md5(u.actor_id || u.seq), true, 'running', 1, u.seq, u.seq, u.seq
       FROM u RETURNING 1)
-    SELECT (SELECT count(*) FROM a) AS a, (SELECT count(*) FROM j) AS j`;
-  const perRun = Math.ceil(steps / concurrency);
+    SELECT (SELECT count(*) FROM a) AS a, (SELECT count(*) FROM j) AS j, (SELECT count(*) FROM o) AS o, (SELECT count(*) FROM n) AS n`;
+}
+
+/** Runs `perRun` warm-up steps per run, analyzes, then times `perRun` more. */
+async function measure(
+  client: pg.Client,
+  schema: string,
+  concurrency: number,
+  perRun: number,
+): Promise<{ stepsPerSecond: number; latenciesMs: number[] }> {
+  const statement = { name: `floor_${randomUUID().slice(0, 8)}`, text: stepRowsStatement(schema) };
+  const stream = (client as unknown as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } }).connection?.stream;
   const latenciesMs: number[] = [];
-  let queue: Array<StepRow & { resolve: () => void; reject: (error: Error) => void }> = [];
+  let queue: QueuedStep[] = [];
   let flushing = false;
-  const client = await pool.connect();
-  await client.query("SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off");
+  let failure: Error | undefined;
+  const commit = async (batch: QueuedStep[]): Promise<void> => {
+    const values = [
+      batch.map((b) => actorIdOf(b.run)),
+      batch.map((b) => b.seq),
+      result,
+      batch.map((b) => `eff_${b.run}_${b.seq - 1}`),
+      batch.map((b) => `eff_${b.run}_${b.seq}`),
+    ];
+    stream?.cork?.();
+    const sent = [client.query("BEGIN ISOLATION LEVEL SERIALIZABLE"), client.query({ ...statement, values }), client.query("COMMIT")];
+    stream?.uncork?.();
+    const [, written] = await Promise.all(sent);
+    const counts = written!.rows[0] as Record<"a" | "j" | "o" | "n", string>;
+    const outcomes = batch.filter((b) => b.seq > 1).length;
+    if ([counts.a, counts.j, counts.n].some((c) => Number(c) !== batch.length) || Number(counts.o) !== outcomes)
+      throw new Error(`a batch of ${batch.length} steps wrote ${JSON.stringify(counts)}`);
+  };
   const flush = async (): Promise<void> => {
     flushing = true;
     try {
       while (queue.length > 0) {
+        // One turn of the event loop, so that the steps of every run woken by the last commit are in.
+        if (concurrency > 1) await nextTurn();
         const batch = queue;
         queue = [];
         try {
-          const { rows } = await client.query({
-            name: statementName,
-            text: statement,
-            values: [
-              batch.map((b) => actorId(b.run)),
-              batch.map((b) => b.seq),
-              result,
-              batch.map((b) => `eff_${b.run}_${b.seq - 1}`),
-              batch.map((b) => `eff_${b.run}_${b.seq}`),
-            ],
-          });
-          const written = rows[0] as { a: string; j: string };
-          if (Number(written.a) !== batch.length || Number(written.j) !== batch.length) throw new Error("a step's rows were not written");
+          await commit(batch);
           for (const b of batch) b.resolve();
         } catch (error) {
+          failure ??= error as Error;
+          await client.query("ROLLBACK").catch(() => {});
           for (const b of batch) b.reject(error as Error);
         }
       }
@@ -106,11 +156,10 @@ export async function referenceStepRows(
       flushing = false;
     }
   };
-  /** Runs every run from step `from` to step `to`, recording each step's latency when `record`. */
   const drive = (from: number, to: number, record: boolean): Promise<unknown> =>
     Promise.all(
       Array.from({ length: concurrency }, async (_, run) => {
-        for (let seq = from; seq <= to; seq++) {
+        for (let seq = from; seq <= to && failure === undefined; seq++) {
           const t0 = performance.now();
           await new Promise<void>((resolve, reject) => {
             queue.push({ run, seq, resolve, reject });
@@ -120,17 +169,13 @@ export async function referenceStepRows(
         }
       }),
     );
-  try {
-    // Warm-up, then statistics: Tessera's store analyzes young tables as they grow (its statistics
-    // keeper), and without statistics the cached plan finds an effect by scanning its actor's.
-    await drive(1, warmUpSteps, false);
-    await client.query(`ANALYZE ${t("actors")}, ${t("journal")}, ${t("effects")}`);
-    const started = performance.now();
-    await drive(warmUpSteps + 1, warmUpSteps + perRun, true);
-    return { stepsPerSecond: (perRun * concurrency) / ((performance.now() - started) / 1000), latenciesMs };
-  } finally {
-    await client.query(`DEALLOCATE ${statementName}`).catch(() => {});
-    await client.query("RESET ALL");
-    client.release();
-  }
+  // Warm-up, then statistics: Tessera's store analyzes young tables as they grow (its statistics
+  // keeper), and without statistics the cached plan finds an effect by scanning its actor's.
+  await drive(1, warmUpSteps, false);
+  await client.query(`ANALYZE "${schema}".actors, "${schema}".journal, "${schema}".effects`);
+  const started = performance.now();
+  await drive(warmUpSteps + 1, warmUpSteps + perRun, true);
+  const stepsPerSecond = (perRun * concurrency) / ((performance.now() - started) / 1000);
+  await client.query(`DEALLOCATE ${statement.name}`);
+  return { stepsPerSecond, latenciesMs };
 }

@@ -230,10 +230,12 @@ const killSwitches: Migration = {
  * PostgreSQL writes that update without touching any of the table's six indexes (a heap-only
  * tuple) only when the row's page has room for the new version. With full pages, at 64 concurrent
  * runs 73 % of the updates found no room and added an entry to every index; with half-full pages,
- * 14 % (completions, which change the indexed status, are most of them). Pages already written
- * keep their fill. CockroachDB accepts the parameter and ignores it.
+ * 14 % (completions, which change the indexed status, are most of them). The price is a table of
+ * about twice as many pages. Pages already written keep their fill: an existing deployment gains
+ * the room as its rows move (or at once with `VACUUM FULL`, which locks the table). CockroachDB
+ * accepts the parameter and ignores it.
  */
-const actorsRoom: Migration = {
+const actorsFillFactor: Migration = {
   name: "0006_actors_fillfactor",
   sql: (s) => [`ALTER TABLE ${s}.actors SET (fillfactor = 50)`],
 };
@@ -243,4 +245,11 @@ const actorsRoom: Migration = {
  *
  * @internal
  */
-export const migrations: readonly Migration[] = Object.freeze([initial, delegationChains, keyDirectory, nodes, killSwitches, actorsRoom]);
+export const migrations: readonly Migration[] = Object.freeze([
+  initial,
+  delegationChains,
+  keyDirectory,
+  nodes,
+  killSwitches,
+  actorsFillFactor,
+]);

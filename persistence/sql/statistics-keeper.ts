@@ -42,7 +42,9 @@ export interface StatisticsKeeperStats {
  * youth, then rarely, and never in place of autovacuum. The check is one small read of the catalog,
  * in the background, one at a time. Only the columns that are not JSON are analyzed: no statement
  * filters or joins on a document, and sorting documents was most of an `ANALYZE`'s cost (the
- * journal of 33,000 steps: 550–690 ms with its documents, 140 ms without).
+ * journal of 33,000 steps: 550–690 ms with its documents, 140 ms without). An `ANALYZE` of some
+ * columns does not reset the table's count of changes since its last analysis, so where autovacuum
+ * runs it still analyzes the whole table on its own schedule, as it would without the keeper.
  * CockroachDB collects statistics itself and is left alone.
  * `ANALYZE (SKIP_LOCKED)` needs PostgreSQL 12 or later; on an older server every analyze fails and
  * only counts in `failures`.
