@@ -62,7 +62,7 @@ try {
   note(
     "raw pg: a durable step's rows (Tessera's schema), group commit, 64 runs, steps/s",
     cell(floor64.map((r) => r.stepsPerSecond)),
-    `${floorRatio.toFixed(2)} × group commit; load ${loadAverage()}`,
+    `${floorRatio.toFixed(2)} × group commit; ${cell(floor64.map((r) => r.walBytesPerStep))} bytes of WAL per step; load ${loadAverage()}`,
   );
   json.reference = {
     single,
@@ -103,6 +103,7 @@ try {
       const before = { ...store.stats };
       const pgCpu = await postgresCpuMicros();
       const bytes = await schemaBytes(pool, `${schema}_t`);
+      const wal = await walPosition(pool);
       const result = await durableSteps(store, { concurrency: c.concurrency, runs: c.runs, stepsPerRun, tag: randomUUID() });
       const after = store.stats;
       const out = {
@@ -111,6 +112,7 @@ try {
         statementsPerStep: (after.statements - before.statements) / result.steps,
         transactionsPerStep: (after.transactions - before.transactions) / result.steps,
         bytesPerStep: ((await schemaBytes(pool, `${schema}_t`)) - bytes) / result.steps,
+        walBytesPerStep: (await walBytesSince(pool, wal)) / result.steps,
       };
       await store.close();
       return out;
@@ -148,7 +150,7 @@ try {
       )} statements, ${cell(
         results.map((r) => r.transactionsPerStep),
         2,
-      )} transactions, ${cell(results.map((r) => r.bytesPerStep))} bytes`,
+      )} transactions, ${cell(results.map((r) => r.bytesPerStep))} bytes stored, ${cell(results.map((r) => r.walBytesPerStep))} bytes of WAL`,
     );
   }
   json.tessera = tessera;
@@ -288,4 +290,16 @@ async function schemaBytes(p: pg.Pool, name: string): Promise<number> {
     [name],
   );
   return Number((r[0] as { bytes: string }).bytes);
+}
+
+/** The server's current WAL insert position (a text LSN). */
+async function walPosition(p: pg.Pool): Promise<string> {
+  const { rows: r } = await p.query("SELECT pg_current_wal_insert_lsn()::text AS lsn");
+  return (r[0] as { lsn: string }).lsn;
+}
+
+/** WAL bytes the whole server wrote since `from`: the cell's own, as nothing else runs during a cell. */
+async function walBytesSince(p: pg.Pool, from: string): Promise<number> {
+  const { rows: r } = await p.query("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8 AS bytes", [from]);
+  return Number((r[0] as { bytes: number }).bytes);
 }

@@ -40,14 +40,15 @@ interface QueuedStep {
  * @param schema - a schema of its own, dropped and created again
  * @param concurrency - runs in flight
  * @param steps - timed steps in all (rounded up to a multiple of `concurrency`)
- * @returns steps per second over the timed steps, and each timed step's latency
+ * @returns steps per second over the timed steps, each timed step's latency, and the WAL bytes per
+ *   timed step (the whole server's: nothing else runs during a cell)
  */
 export async function referenceStepRows(
   databaseUrl: string,
   schema: string,
   concurrency: number,
   steps: number,
-): Promise<{ stepsPerSecond: number; latenciesMs: number[] }> {
+): Promise<{ stepsPerSecond: number; latenciesMs: number[]; walBytesPerStep: number }> {
   const client = new pg.Client({ connectionString: databaseUrl, pipeline: true } as pg.ClientConfig);
   await client.connect();
   try {
@@ -111,7 +112,7 @@ async function measure(
   schema: string,
   concurrency: number,
   perRun: number,
-): Promise<{ stepsPerSecond: number; latenciesMs: number[] }> {
+): Promise<{ stepsPerSecond: number; latenciesMs: number[]; walBytesPerStep: number }> {
   const statement = { name: `floor_${randomUUID().slice(0, 8)}`, text: stepRowsStatement(schema) };
   const stream = (client as unknown as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } }).connection?.stream;
   const latenciesMs: number[] = [];
@@ -173,9 +174,11 @@ async function measure(
   // keeper), and without statistics the cached plan finds an effect by scanning its actor's.
   await drive(1, warmUpSteps, false);
   await client.query(`ANALYZE "${schema}".actors, "${schema}".journal, "${schema}".effects`);
+  const wal = (await client.query("SELECT pg_current_wal_insert_lsn()::text AS lsn")).rows[0] as { lsn: string };
   const started = performance.now();
   await drive(warmUpSteps + 1, warmUpSteps + perRun, true);
   const stepsPerSecond = (perRun * concurrency) / ((performance.now() - started) / 1000);
+  const written = await client.query("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8 AS bytes", [wal.lsn]);
   await client.query(`DEALLOCATE ${statement.name}`);
-  return { stepsPerSecond, latenciesMs };
+  return { stepsPerSecond, latenciesMs, walBytesPerStep: Number((written.rows[0] as { bytes: number }).bytes) / (perRun * concurrency) };
 }
