@@ -187,7 +187,7 @@ export class TesseraNode {
     this.#logger = o.logger ?? createJsonLogger("warn");
     this.#tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer("tessera");
     this.#registry = new AgentRegistry(o.agents);
-    this.#committer = new GroupCommitter(this.#store, this.#limits.groupCommitStepsMax);
+    this.#committer = new GroupCommitter(this.#store, this.#limits.groupCommitStepsMax, this.#limits.groupCommitLingerMs);
     this.#authorizer = o.identity === undefined ? undefined : new Authorizer(o.identity, this.#clock, this.#store, this.#logger);
     this.#effects = new EffectRunner({
       store: this.#store,
@@ -264,8 +264,8 @@ export class TesseraNode {
     };
   }
 
-  /** Group-commit statistics: batches, commits and the largest batch. */
-  get commitStats(): { batches: number; commits: number; largestBatch: number } {
+  /** Group-commit statistics: batches, commits, the largest batch, and the batches that lingered for more commits. */
+  get commitStats(): { batches: number; commits: number; largestBatch: number; lingered: number } {
     return { ...this.#committer.stats };
   }
 
