@@ -769,6 +769,7 @@ export class TesseraNode {
     this.#closedPromise ??= (async () => {
       const wasStarted = this.#state === "started";
       this.#state = "closing";
+      this.#committer.flushNow();
       this.#effects.close();
       this.#sweeper.stop();
       this.#passivator.stop();

@@ -30,7 +30,9 @@ export interface Limits {
   groupCommitStepsMax: number;
   /**
    * Longest a group commit waits, under load, for as many steps as the last one held, in
-   * milliseconds; 0 never waits. A batch after a small one (under 4 steps) never waits. @defaultValue 1
+   * milliseconds; 0 never waits. A batch after a small one (under 4 steps), or after a quiet spell,
+   * never waits. The wait is a real `setTimeout`: under fake timers (`vi.useFakeTimers()`), set 0.
+   * @defaultValue 1
    */
   groupCommitLingerMs: number;
   /** Full snapshot every this many steps; the journal carries the steps in between. @defaultValue 64 */

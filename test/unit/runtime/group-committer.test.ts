@@ -22,14 +22,14 @@ function heldStore() {
   return { store, batches, release };
 }
 
-/** Lets pending promise callbacks run (the timers are fake; `setImmediate` is not). */
+/** Lets pending promise callbacks run (`setTimeout` and `performance` are fake; `setImmediate` is not). */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 const commits = (count: number, from = 0): StepCommit[] => Array.from({ length: count }, (_, i) => commit("acme", `act_${from + i}`, 1));
 
 describe("group commit under load", () => {
   beforeEach(() => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
   });
   afterEach(() => {
     vi.useRealTimers();
@@ -92,6 +92,53 @@ describe("group commit under load", () => {
     await release();
     await expect(Promise.all(outcomes)).resolves.toHaveLength(10);
     expect(committer.stats.lingered).toBe(1);
+  });
+
+  /** One commit, then a batch of 6 that lands with nothing queued behind it: the flush loop ends. */
+  async function burst(lingerMs: number) {
+    const held = heldStore();
+    const committer = new GroupCommitter(held.store, 256, lingerMs);
+    const outcomes = [committer.submit(commits(1)[0]!)];
+    await settle();
+    outcomes.push(...commits(6, 1).map((c) => committer.submit(c)));
+    await held.release();
+    await held.release();
+    expect(held.batches).toEqual([1, 6]);
+    return { ...held, committer, outcomes };
+  }
+
+  it("sends a commit after a quiet spell at once, even when the last batch was big", async () => {
+    const { committer, batches, release, outcomes } = await burst(5);
+    await vi.advanceTimersByTimeAsync(6);
+    outcomes.push(committer.submit(commits(1, 7)[0]!));
+    await settle();
+    expect(batches).toEqual([1, 6, 1]);
+    await release();
+    await expect(Promise.all(outcomes)).resolves.toHaveLength(8);
+    expect(committer.stats.lingered).toBe(0);
+  });
+
+  it("lingers too when the loop had ended and commits come right after a big batch landed", async () => {
+    const { committer, batches, release, outcomes } = await burst(5);
+    outcomes.push(...commits(2, 7).map((c) => committer.submit(c)));
+    await settle();
+    expect(batches).toEqual([1, 6]);
+    await vi.advanceTimersByTimeAsync(5);
+    await settle();
+    expect(batches).toEqual([1, 6, 2]);
+    await release();
+    await expect(Promise.all(outcomes)).resolves.toHaveLength(9);
+    expect(committer.stats.lingered).toBe(1);
+  });
+
+  it("flushNow ends a wait: a closing node sends what it has", async () => {
+    const { committer, batches, release, outcomes } = await loaded(5);
+    expect(batches).toEqual([1, 6]);
+    committer.flushNow();
+    await settle();
+    expect(batches).toEqual([1, 6, 2]);
+    await release();
+    await expect(Promise.all(outcomes)).resolves.toHaveLength(9);
   });
 
   it("never waits with lingerMs 0", async () => {
