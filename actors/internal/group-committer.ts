@@ -1,4 +1,11 @@
+import { BatchQueue } from "../../core/batch-queue.js";
 import type { CommitOutcome, Store, StepCommit } from "../../core/ports/store.js";
+
+/** A step commit waiting for its batch, and how to tell its actor the outcome. */
+interface Queued {
+  commit: StepCommit;
+  resolve: (outcome: CommitOutcome) => void;
+}
 
 /**
  * A batch of fewer commits than this is no sign of concurrent actors: the next batch goes out at
@@ -7,9 +14,9 @@ import type { CommitOutcome, Store, StepCommit } from "../../core/ports/store.js
 export const lingerBatchMin = 4;
 
 /**
- * @internal Batches step commits of many actors into one store transaction. While one batch is in
- * flight, new commits queue up and go together in the next: under load the batch grows by itself
- * (the same idea as a database's group commit), with no added latency when idle.
+ * @internal Batches step commits of many actors into one store transaction (a {@link BatchQueue}).
+ * While one batch is in flight, new commits queue up and go together in the next: under load the
+ * batch grows by itself (the same idea as a database's group commit), with no added latency when idle.
  *
  * Under load it also lingers, as PostgreSQL's `commit_delay` does when other transactions are
  * active: when the last batch held at least {@link lingerBatchMin} commits, the next one waits,
@@ -25,8 +32,7 @@ export const lingerBatchMin = 4;
  * node's `Clock`: a simulated clock must not hold commits back.
  */
 export class GroupCommitter {
-  #queue: Array<{ commit: StepCommit; resolve: (outcome: CommitOutcome) => void }> = [];
-  #flushing = false;
+  readonly #queue: BatchQueue<Queued>;
   /** Commits in the last batch sent, and when it landed (`performance.now()`). */
   #last = 0;
   #landedAt = Number.NEGATIVE_INFINITY;
@@ -34,7 +40,6 @@ export class GroupCommitter {
   #lingerTarget = Number.POSITIVE_INFINITY;
   #endLinger: (() => void) | undefined;
   readonly #store: Store;
-  readonly #batchMax: number;
   readonly #lingerMs: number;
   /** Batches and commits, for benchmarks and tests; `lingered` counts the batches that waited. */
   readonly stats = { batches: 0, commits: 0, largestBatch: 0, lingered: 0 };
@@ -46,8 +51,12 @@ export class GroupCommitter {
    */
   constructor(store: Store, batchMax: number, lingerMs: number) {
     this.#store = store;
-    this.#batchMax = batchMax;
     this.#lingerMs = lingerMs;
+    this.#queue = new BatchQueue(
+      batchMax,
+      (batch) => this.#send(batch),
+      () => this.#linger(),
+    );
   }
 
   /** Ends a wait under way: the queued commits go out now (a closing node sends what it has). */
@@ -60,32 +69,23 @@ export class GroupCommitter {
     return new Promise((resolve) => {
       this.#queue.push({ commit, resolve });
       if (this.#queue.length >= this.#lingerTarget) this.#endLinger?.();
-      if (!this.#flushing) void this.#flush();
     });
   }
 
-  async #flush(): Promise<void> {
-    this.#flushing = true;
+  /** Commits one batch and tells each actor its outcome; never rejects. */
+  async #send(batch: Queued[]): Promise<void> {
+    this.#last = batch.length;
+    this.stats.batches += 1;
+    this.stats.commits += batch.length;
+    this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length);
+    let outcomes: CommitOutcome[];
     try {
-      while (this.#queue.length > 0) {
-        await this.#linger();
-        const batch = this.#queue.splice(0, this.#batchMax);
-        this.#last = batch.length;
-        this.stats.batches += 1;
-        this.stats.commits += batch.length;
-        this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length);
-        let outcomes: CommitOutcome[];
-        try {
-          outcomes = await this.#store.commitSteps(batch.map((item) => item.commit));
-        } catch (error) {
-          outcomes = batch.map(() => ({ ok: false, error: error as Error }));
-        }
-        this.#landedAt = performance.now();
-        batch.forEach((item, i) => item.resolve(outcomes[i] ?? { ok: false, error: new Error("store returned too few outcomes") }));
-      }
-    } finally {
-      this.#flushing = false;
+      outcomes = await this.#store.commitSteps(batch.map((item) => item.commit));
+    } catch (error) {
+      outcomes = batch.map(() => ({ ok: false, error: error as Error }));
     }
+    this.#landedAt = performance.now();
+    batch.forEach((item, i) => item.resolve(outcomes[i] ?? { ok: false, error: new Error("store returned too few outcomes") }));
   }
 
   /**

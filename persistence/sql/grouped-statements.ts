@@ -1,4 +1,5 @@
 import { assert } from "../../core/assert.js";
+import { BatchQueue } from "../../core/batch-queue.js";
 import type { AgentError } from "../../core/errors.js";
 import type { Row, SqlExecutor, SqlStatement } from "./transaction.js";
 
@@ -32,8 +33,7 @@ interface Waiter {
 export class GroupedStatements {
   readonly #executor: SqlExecutor;
   readonly #operation: string;
-  #queue: Waiter[] = [];
-  #flushing = false;
+  readonly #queue = new BatchQueue<Waiter>(groupedStatementsMax, (group) => this.#writeGroup(group));
   /**
    * Groups taken from the queue, statements in them, and refused groups written again in halves
    * (transactions = groups + 2 × fallbacks), for tests and benchmarks.
@@ -47,28 +47,18 @@ export class GroupedStatements {
 
   /** Runs `statement` in a transaction, maybe together with others; resolves with its rows once that committed. */
   run(statement: SqlStatement): Promise<Row[]> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ statement, resolve, reject });
-      if (!this.#flushing) void this.#flush();
-    });
+    return new Promise((resolve, reject) => this.#queue.push({ statement, resolve, reject }));
   }
 
-  async #flush(): Promise<void> {
-    this.#flushing = true;
+  /** Writes one group taken from the queue; never rejects. */
+  async #writeGroup(group: Waiter[]): Promise<void> {
+    this.stats.groups += 1;
+    this.stats.statements += group.length;
     try {
-      while (this.#queue.length > 0) {
-        const group = this.#queue.splice(0, groupedStatementsMax);
-        this.stats.groups += 1;
-        this.stats.statements += group.length;
-        try {
-          await this.#write(group);
-        } catch (error) {
-          // Not expected (#write settles its waiters); never leave a caller waiting.
-          for (const waiter of group) waiter.reject(error);
-        }
-      }
-    } finally {
-      this.#flushing = false;
+      await this.#write(group);
+    } catch (error) {
+      // Not expected (#write settles its waiters); never leave a caller waiting.
+      for (const waiter of group) waiter.reject(error);
     }
   }
 

@@ -15,7 +15,8 @@ export type SqlRowsMode = "arrays" | "json" | "values";
 export class SqlParams {
   /** The values, in `$1`, `$2`, … order. */
   readonly values: unknown[] = [];
-  readonly #rows: SqlRowsMode;
+  /** Whether a one-row source goes as a `VALUES` list; other sources go as `#manyRows` says. */
+  readonly #oneRowAsValues: boolean;
   readonly #manyRows: "arrays" | "json";
 
   /**
@@ -31,7 +32,7 @@ export class SqlParams {
    * @param manyRows - with `values`, how a source of other than one row passes its rows
    */
   constructor(rows: SqlRowsMode = "arrays", manyRows: "arrays" | "json" = "arrays") {
-    this.#rows = rows;
+    this.#oneRowAsValues = rows === "values";
     this.#manyRows = rows === "values" ? manyRows : rows;
   }
 
@@ -61,7 +62,7 @@ export class SqlParams {
     assert(columns.length > 0, "unnest needs a column");
     const rows = columns[0]![2].length;
     for (const [name, , values] of columns) assert(values.length === rows, `column ${name} has ${rows} values`);
-    if (this.#rows === "values" && rows === 1) {
+    if (this.#oneRowAsValues && rows === 1) {
       const row = columns.map(([, type, values]) => this.add(values[0] ?? null, type));
       return `(VALUES (${row.join(", ")})) AS ${alias}(${columns.map(([name]) => name).join(", ")})`;
     }

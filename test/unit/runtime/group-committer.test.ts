@@ -46,8 +46,11 @@ describe("group commit under load", () => {
     expect(committer.stats.lingered).toBe(0);
   });
 
-  /** One commit in flight, then a batch of 6 behind it, then 2 more queued behind that. */
-  async function loaded(lingerMs: number) {
+  /**
+   * One commit, then a batch of 6 behind it; `behind` more are queued while the 6 are in flight,
+   * and then the 6 land (with none behind them, the flush loop ends).
+   */
+  async function loaded(lingerMs: number, behind = 2) {
     const held = heldStore();
     const committer = new GroupCommitter(held.store, 256, lingerMs);
     const outcomes = [committer.submit(commits(1)[0]!)];
@@ -58,7 +61,7 @@ describe("group commit under load", () => {
     // The first batch held one commit: no sign of load, the six go out at once.
     await held.release();
     expect(held.batches).toEqual([1, 6]);
-    outcomes.push(...commits(2, 7).map((c) => committer.submit(c)));
+    outcomes.push(...commits(behind, 7).map((c) => committer.submit(c)));
     await held.release();
     return { ...held, committer, outcomes };
   }
@@ -94,21 +97,8 @@ describe("group commit under load", () => {
     expect(committer.stats.lingered).toBe(1);
   });
 
-  /** One commit, then a batch of 6 that lands with nothing queued behind it: the flush loop ends. */
-  async function burst(lingerMs: number) {
-    const held = heldStore();
-    const committer = new GroupCommitter(held.store, 256, lingerMs);
-    const outcomes = [committer.submit(commits(1)[0]!)];
-    await settle();
-    outcomes.push(...commits(6, 1).map((c) => committer.submit(c)));
-    await held.release();
-    await held.release();
-    expect(held.batches).toEqual([1, 6]);
-    return { ...held, committer, outcomes };
-  }
-
   it("sends a commit after a quiet spell at once, even when the last batch was big", async () => {
-    const { committer, batches, release, outcomes } = await burst(5);
+    const { committer, batches, release, outcomes } = await loaded(5, 0);
     await vi.advanceTimersByTimeAsync(6);
     outcomes.push(committer.submit(commits(1, 7)[0]!));
     await settle();
@@ -119,7 +109,7 @@ describe("group commit under load", () => {
   });
 
   it("lingers too when the loop had ended and commits come right after a big batch landed", async () => {
-    const { committer, batches, release, outcomes } = await burst(5);
+    const { committer, batches, release, outcomes } = await loaded(5, 0);
     outcomes.push(...commits(2, 7).map((c) => committer.submit(c)));
     await settle();
     expect(batches).toEqual([1, 6]);
