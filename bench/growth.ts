@@ -1,132 +1,164 @@
 import type pg from "pg";
 import { createNode, type Store } from "../index.js";
 import { createPgStore } from "../persistence/pg/index.js";
-import { idleAgent, stepperAgent, type StepClock } from "./stepper-agent.js";
+import { countingAgent, stepperAgent, type StepClock } from "./stepper-agent.js";
 import { percentile } from "./stats.js";
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
+/** Steps timed at each history size: the same window everywhere, so sizes compare like with like. */
+const windowSteps = 500;
+
 /**
  * Bytes stored per step and step latency as one actor's history grows, and the time and rows it
  * takes to rehydrate an actor of that history (a new node recovering it).
+ *
+ * At each size the actor is first brought to that many steps untimed; a new node then takes it over
+ * (the rehydration is timed, its journal reads counted), and the next {@link windowSteps} steps are
+ * timed and their bytes counted. Every size thus measures the same number of steps, after a
+ * warm-up actor of `warmUpSteps` steps, so that the smallest size measures a short history, not the
+ * first steps of a process (unoptimized code) nor those of empty tables (first pages, no statistics).
+ * Journal rows are counted for the measured actor only.
  */
 export async function growth(
   pool: pg.Pool,
   databaseUrl: string,
   schema: string,
   sizes: number[],
+  warmUpSteps: number,
   note: (name: string, value: string, context?: string) => void,
 ): Promise<unknown> {
   const out: Record<string, unknown> = {};
   const inner = createPgStore({ connectionString: databaseUrl, schema, poolSize: 4 });
   await inner.migrate();
-  const journalRows = { read: 0 };
+  const journalRows = { actorId: "", read: 0 };
   const store = countingJournalReads(inner, journalRows);
-  let node = createNode({ store, agents: [idleAgent], logger: silent });
+  // One actor steps at a time, so the count its step reached tells which send it answers.
+  let waiting: { n: number; resolve: () => void } | undefined;
+  const agent = countingAgent((n) => {
+    if (n === waiting?.n) waiting.resolve();
+  });
+  let node = createNode({ store, agents: [agent], logger: silent });
   await node.start();
-  const { runId } = await node.startRun({ tenantId: "bench", agentType: "idler", input: null, idempotencyKey: "growth" });
-  let sent = 0;
-  for (const size of sizes) {
-    const latencies: number[] = [];
-    const bytesBefore = await tableBytes(pool, schema);
-    const windowStart = sent;
-    while (sent < size) {
-      const t = performance.now();
-      await node.sendEvent({ tenantId: "bench", actorId: runId, event: { type: "tick" }, messageId: `tick-${sent}` });
-      sent += 1;
-      await waitRevision(node, runId, sent + 1);
-      latencies.push(performance.now() - t);
-    }
-    latencies.sort((a, b) => a - b);
-    const bytesPerStep = ((await tableBytes(pool, schema)) - bytesBefore) / Math.max(1, sent - windowStart);
+  const send = async (runId: string, n: number): Promise<void> => {
+    const committed = new Promise<void>((resolve) => (waiting = { n: n + 1, resolve }));
+    await node.sendEvent({ tenantId: "bench", actorId: runId, event: { type: "tick" }, messageId: `tick-${n}` });
+    await committed;
+  };
+  const warm = await node.startRun({ tenantId: "bench", agentType: "counter", input: null, idempotencyKey: "growth-warm-up" });
+  for (let n = 0; n < warmUpSteps; n++) await send(warm.runId, n);
+  // Steps run so far, per actor.
+  const sent = new Map<string, number>();
+  const measureAt = async (runId: string, size: number, label: string): Promise<void> => {
+    let n = sent.get(runId) ?? 0;
+    while (n < size) await send(runId, n++);
     // Rehydration: a new node takes the actor over and rebuilds it from snapshot + journal tail.
     await node.close();
-    node = createNode({ store, agents: [idleAgent], logger: silent });
+    node = createNode({ store, agents: [agent], logger: silent });
+    journalRows.actorId = runId;
     journalRows.read = 0;
     const t = performance.now();
     await node.start();
     const rehydrateMs = performance.now() - t;
-    out[size] = { latencyP50Ms: percentile(latencies, 50), bytesPerStep, rehydrateMs, journalRowsRead: journalRows.read };
+    const rowsRead = journalRows.read;
+    const latencies: number[] = [];
+    const bytesBefore = await tableBytes(pool, schema);
+    for (let i = 0; i < windowSteps; i++) {
+      const t0 = performance.now();
+      await send(runId, n++);
+      latencies.push(performance.now() - t0);
+    }
+    sent.set(runId, n);
+    latencies.sort((a, b) => a - b);
+    const bytesPerStep = ((await tableBytes(pool, schema)) - bytesBefore) / windowSteps;
+    out[label] = { latencyP50Ms: percentile(latencies, 50), bytesPerStep, rehydrateMs, journalRowsRead: rowsRead, windowSteps };
     note(
-      `history ${size} steps: event→committed step p50, bytes/step`,
+      `history ${label}: event→committed step p50, bytes/step`,
       `${percentile(latencies, 50).toFixed(3)} ms, ${bytesPerStep.toFixed(0)} B`,
-      `rehydrate ${rehydrateMs.toFixed(1)} ms reading ${journalRows.read} journal rows`,
+      `over the next ${windowSteps} steps; rehydrate at ${size} steps ${rehydrateMs.toFixed(1)} ms reading ${rowsRead} journal rows`,
     );
-  }
+  };
+  const { runId } = await node.startRun({ tenantId: "bench", agentType: "counter", input: null, idempotencyKey: "growth" });
+  for (const size of sizes) await measureAt(runId, size, `${size} steps`);
+  // The control: a new actor of the smallest history, measured last. Were it faster than the first
+  // measure of that size, the difference between sizes would be the process warming, not history.
+  const control = await node.startRun({ tenantId: "bench", agentType: "counter", input: null, idempotencyKey: "growth-control" });
+  await measureAt(control.runId, sizes[0]!, `${sizes[0]} steps, a new actor measured last`);
   await node.close();
   await inner.close();
   return out;
 }
 
 /**
- * The same growth for a tool-calling actor: one run of the durable-steps workload, `sizes.at(-1)`
- * steps long, each step recording the outcome of the tool call before it and planning the next.
- * Reports the p50 of the step cycle (from one tool call's start to the next one's, which takes the
- * step's commit) over the cycles up to each size (the last 100 at most), and the bytes stored per
- * step over the whole run. Run it in a schema of its own: tables that other work filled would
- * neither be young nor count their own bytes.
+ * The same growth for a tool-calling actor: one run of the durable-steps workload,
+ * `sizes.at(-1) + windowSteps` steps long, each step recording the outcome of the tool call before it
+ * and planning the next. Reports the p50 of the step cycle (from one tool call's start to the next
+ * one's, which takes the step's commit) over the {@link windowSteps} cycles from each size on, and
+ * the bytes stored per step over the whole run. A warm-up run of `warmUpSteps` steps goes first.
+ * Run it in a schema of its own: tables that other work filled would neither be young nor count
+ * their own bytes.
  */
 export async function toolGrowth(
   pool: pg.Pool,
   databaseUrl: string,
   schema: string,
   sizes: number[],
+  warmUpSteps: number,
   note: (name: string, value: string, context?: string) => void,
 ): Promise<unknown> {
-  const steps = Math.max(...sizes);
+  const steps = Math.max(...sizes) + windowSteps;
   const store = createPgStore({ connectionString: databaseUrl, schema, poolSize: 4 });
   await store.migrate();
   const clock: StepClock = { stamps: new Map() };
   const node = createNode({ store, agents: [stepperAgent(clock)], logger: silent });
   await node.start();
-  let runId: string;
-  let bytesPerStep: number;
-  try {
-    const bytesBefore = await tableBytes(pool, schema);
-    ({ runId } = await node.startRun({ tenantId: "bench", agentType: "stepper", input: { steps }, idempotencyKey: "tool-growth" }));
+  const run = async (key: string, length: number): Promise<string> => {
+    const { runId } = await node.startRun({ tenantId: "bench", agentType: "stepper", input: { steps: length }, idempotencyKey: key });
     const view = await node.waitForStatus("bench", runId, { timeoutMs: 600_000 });
     if (view.status !== "completed") throw new Error(`tool growth run ended ${view.status}`);
+    return runId;
+  };
+  let runId: string;
+  let controlId: string;
+  let bytesPerStep: number;
+  try {
+    await run("tool-growth-warm-up", warmUpSteps);
+    const bytesBefore = await tableBytes(pool, schema);
+    runId = await run("tool-growth", steps);
     bytesPerStep = ((await tableBytes(pool, schema)) - bytesBefore) / steps;
+    // The control, as in `growth`: a new run measured last over the smallest size's window.
+    controlId = await run("tool-growth-control", sizes[0]! + windowSteps);
   } finally {
     await node.close();
     await store.close();
   }
-  const stamps = clock.stamps.get(runId) ?? [];
   const out: Record<string, unknown> = { bytesPerStep };
-  for (const size of sizes) {
-    const from = Math.max(1, size - Math.min(100, size - 1));
+  const windows = [
+    ...sizes.map((size) => ({ id: runId, size, label: `from step ${size}` })),
+    { id: controlId, size: sizes[0]!, label: `from step ${sizes[0]}, a new run measured last` },
+  ];
+  for (const { id, size, label } of windows) {
+    const stamps = clock.stamps.get(id) ?? [];
     const cycles: number[] = [];
-    for (let i = from; i < size && i < stamps.length; i++) cycles.push(stamps[i]! - stamps[i - 1]!);
+    for (let i = size; i < size + windowSteps && i < stamps.length; i++) cycles.push(stamps[i]! - stamps[i - 1]!);
     cycles.sort((a, b) => a - b);
     if (cycles.length === 0) continue;
-    out[size] = { latencyP50Ms: percentile(cycles, 50), window: cycles.length };
-    note(
-      `tool steps: step cycle p50 up to step ${size}`,
-      `${percentile(cycles, 50).toFixed(3)} ms`,
-      `over the last ${cycles.length} cycles`,
-    );
+    out[label] = { latencyP50Ms: percentile(cycles, 50), window: cycles.length };
+    note(`tool steps: step cycle p50 ${label}`, `${percentile(cycles, 50).toFixed(3)} ms`, `over the next ${cycles.length} cycles`);
   }
   note(`tool steps: bytes stored per step over ${steps} steps`, `${bytesPerStep.toFixed(0)} B`);
   return out;
 }
 
-async function waitRevision(node: ReturnType<typeof createNode>, runId: string, revision: number): Promise<void> {
-  for (;;) {
-    const view = await node.getActor("bench", runId);
-    if (view.revision >= revision) return;
-    await new Promise((r) => setImmediate(r));
-  }
-}
-
-/** The store, with the journal rows read through it counted. */
-function countingJournalReads(inner: Store, counter: { read: number }): Store {
+/** The store, with the journal rows of one actor read through it counted. */
+function countingJournalReads(inner: Store, counter: { actorId: string; read: number }): Store {
   return new Proxy(inner, {
     get(target, property) {
       const value = Reflect.get(target, property, target) as unknown;
       if (property === "readJournal") {
         return async (...args: Parameters<Store["readJournal"]>) => {
           const rows = await target.readJournal(...args);
-          counter.read += rows.length;
+          if (args[1] === counter.actorId) counter.read += rows.length;
           return rows;
         };
       }

@@ -67,3 +67,23 @@ export const idleAgent = defineAgent({
     states: { waiting: { on: { tick: { actions: assign({ n: ({ context }) => context.n + 1 }) } } } },
   }),
 });
+
+/**
+ * The {@link idleAgent}'s twin for timing: after each tick's step has committed, it calls
+ * `committed` with the count the step reached (a non-durable action, run after the commit and never
+ * on replay), so that a caller learns of the commit without polling the store.
+ */
+export function countingAgent(committed: (n: number) => void) {
+  return defineAgent({
+    type: "counter",
+    version: 1,
+    tools: [],
+    machine: setup({ types: {} as { context: { n: number }; events: any } }).createMachine({
+      context: { n: 0 },
+      initial: "waiting",
+      states: {
+        waiting: { on: { tick: { actions: [assign({ n: ({ context }) => context.n + 1 }), ({ context }) => committed(context.n)] } } },
+      },
+    }),
+  });
+}
