@@ -4,7 +4,7 @@ import type { Capability } from "./capabilities.js";
 import type { CaveatPredicate } from "./caveats.js";
 import { nowSeconds, tokenHash } from "./encoding.js";
 import { deny } from "./errors.js";
-import type { KeyRecord, KeyResolver } from "./key-directory.js";
+import { statusEpochOf, type KeyRecord, type KeyResolver } from "./key-directory.js";
 import type { LinkClaims, OnBehalfOf, ParsedLink } from "./link-claims.js";
 import { parseLinkClaims } from "./link-claims.js";
 import { identityLimits } from "./limits.js";
@@ -90,6 +90,8 @@ export interface VerifiedChain {
   readonly tokens: readonly string[];
   /** The directory epoch the verification holds for. */
   readonly directoryEpoch: number;
+  /** The status epoch (`statusEpochOf`) the verification holds for: a cached hit requires it unchanged. */
+  readonly statusEpoch: number;
 }
 
 interface CheckedLink {
@@ -152,7 +154,7 @@ export async function verifyChain(chain: unknown, context: ChainContext): Promis
       checkRevocation(link.parsed.claims, link.hash, link.key.kid, index, context);
     });
   }
-  return summarize(checked, chain, context.tenant, epoch);
+  return summarize(checked, chain, context.tenant, epoch, statusEpochOf(context.directory, context.tenant));
 }
 
 /**
@@ -288,7 +290,13 @@ async function checkRootAuthority(root: CheckedLink, context: ChainContext): Pro
   });
 }
 
-function summarize(checked: readonly CheckedLink[], tokens: readonly string[], tenant: string, epoch: number): VerifiedChain {
+function summarize(
+  checked: readonly CheckedLink[],
+  tokens: readonly string[],
+  tenant: string,
+  epoch: number,
+  statusEpoch: number,
+): VerifiedChain {
   const root = (checked[0] as CheckedLink).parsed.claims;
   const leaf = checked[checked.length - 1] as CheckedLink;
   const links = checked.map(({ parsed, hash, key }): VerifiedLink => {
@@ -306,5 +314,6 @@ function summarize(checked: readonly CheckedLink[], tokens: readonly string[], t
     links,
     tokens: [...tokens],
     directoryEpoch: epoch,
+    statusEpoch,
   };
 }

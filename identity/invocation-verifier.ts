@@ -12,7 +12,7 @@ import { nowSeconds, tokenHash } from "./encoding.js";
 import { deny } from "./errors.js";
 import { parseInvocationClaims } from "./invocation.js";
 import type { ParsedInvocation } from "./invocation.js";
-import type { KeyRecord, KeyResolver } from "./key-directory.js";
+import { statusEpochOf, type KeyRecord, type KeyResolver } from "./key-directory.js";
 import { identityLimits } from "./limits.js";
 import { parsePrincipal } from "./principal.js";
 import type { ReplayStore } from "./replay-store.js";
@@ -277,8 +277,9 @@ async function resolveChain(
 ): Promise<{ chain: VerifiedChain; cache: "hit" | "miss" | "session" }> {
   const leafHash = tokens === undefined ? prf : tokenHash(tokens[tokens.length - 1] as string);
   const cached = options.cache?.get(options.tenant, leafHash);
-  const epoch = options.directory.epoch(options.tenant);
-  if (cached !== undefined && cached.directoryEpoch === epoch && (tokens === undefined || sameTokens(cached.tokens, tokens))) {
+  // Keys certified or renewed since leave a verification valid; a retirement or compromise does not.
+  const epoch = statusEpochOf(options.directory, options.tenant);
+  if (cached !== undefined && cached.statusEpoch === epoch && (tokens === undefined || sameTokens(cached.tokens, tokens))) {
     try {
       recheckVerifiedChain(cached, context);
     } catch (error) {

@@ -55,6 +55,31 @@ export interface KeyResolver {
    * @returns the epoch, 0 for a tenant never written
    */
   epoch(tenant: string): number;
+  /**
+   * The tenant's status epoch: it increases only on the changes that can withdraw trust from a
+   * key already in the directory (a retirement, including the predecessors a new lease holder's
+   * key retires; a compromise; an anchor change), not when a key is certified or renewed. Those
+   * add trust and cannot make a verified link fail, so a cached chain verification stays valid
+   * while this epoch is unchanged (IDENTITY.md §8). A resolver without it is read through
+   * {@link statusEpochOf}, which falls back to {@link KeyResolver.epoch}: every change then
+   * invalidates the cache, as before.
+   *
+   * @param tenant - the tenant
+   * @returns the status epoch, 0 for a tenant never written
+   */
+  statusEpoch?(tenant: string): number;
+}
+
+/**
+ * The epoch a cached chain verification is checked against: the resolver's status epoch, or its
+ * directory epoch when it has none.
+ *
+ * @param directory - the key resolver
+ * @param tenant - the tenant
+ * @returns the epoch to compare
+ */
+export function statusEpochOf(directory: KeyResolver, tenant: string): number {
+  return directory.statusEpoch === undefined ? directory.epoch(tenant) : directory.statusEpoch(tenant);
 }
 
 /** A tenant authority's public key, configured out of band: the root of trust of one tenant. */

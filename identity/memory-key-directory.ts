@@ -14,6 +14,8 @@ import { decodeToken, gateToken, verifySignature } from "./token-codec.js";
 
 interface TenantDirectory {
   epoch: number;
+  /** Bumped only by the changes that can withdraw trust (see `KeyResolver.statusEpoch`). */
+  statusEpoch: number;
   readonly keys: Map<string, KeyRecord>;
   /** Highest lease epoch seen per agent principal, so a zombie cannot re-register. */
   readonly agentEpochs: Map<string, number>;
@@ -53,6 +55,10 @@ export class MemoryKeyDirectory implements KeyDirectory {
 
   epoch(tenant: string): number {
     return this.#tenants.get(tenant)?.epoch ?? 0;
+  }
+
+  statusEpoch(tenant: string): number {
+    return this.#tenants.get(tenant)?.statusEpoch ?? 0;
   }
 
   async addAuthority(anchor: AuthorityAnchor): Promise<KeyRecord> {
@@ -235,7 +241,7 @@ export class MemoryKeyDirectory implements KeyDirectory {
   #tenant(tenant: string): TenantDirectory {
     let entries = this.#tenants.get(tenant);
     if (entries === undefined) {
-      entries = { epoch: 0, keys: new Map(), agentEpochs: new Map() };
+      entries = { epoch: 0, statusEpoch: 0, keys: new Map(), agentEpochs: new Map() };
       this.#tenants.set(tenant, entries);
     }
     return entries;
@@ -245,6 +251,8 @@ export class MemoryKeyDirectory implements KeyDirectory {
     const entries = this.#tenants.get(tenant);
     assert(entries !== undefined, "a change is made to an existing tenant directory");
     entries.epoch += 1;
+    // A new key or a longer validity cannot fail a link that verified; anything else may.
+    if (kind !== "certified" && kind !== "renewed") entries.statusEpoch += 1;
     const change: DirectoryChange = { tenant, epoch: entries.epoch, kind, kid };
     for (const listener of this.#listeners) listener(change);
   }

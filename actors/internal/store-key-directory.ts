@@ -57,6 +57,10 @@ export class StoreKeyDirectory implements KeyDirectory {
     return this.#inner.epoch(tenant);
   }
 
+  statusEpoch(tenant: string): number {
+    return this.#inner.statusEpoch(tenant);
+  }
+
   onChange(listener: (change: DirectoryChange) => void): () => void {
     return this.#inner.onChange(listener);
   }

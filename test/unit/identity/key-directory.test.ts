@@ -40,6 +40,37 @@ describe("key directory", () => {
     expect(changes[1]?.epoch).toBe(world.directory.epoch("t_acme"));
   });
 
+  it("moves the status epoch only on changes that can withdraw trust: retirement, compromise, anchors", async () => {
+    const status = () => world.directory.statusEpoch("t_acme");
+    const start = status();
+    await world.directory.registerIdentity(await certify(3), party.key.publicJwk);
+    world.clock.advance(1800_000);
+    await world.directory.registerIdentity(await certify(3), party.key.publicJwk);
+    expect(status()).toBe(start);
+    // A new lease holder's key retires its predecessor: one withdrawal.
+    const successor = await newParty(party.principal);
+    const token = (
+      await world.acme.authority.certifyAgent({
+        principal: party.principal,
+        publicJwk: successor.key.publicJwk,
+        type: "worker",
+        version: "1",
+        parent: "tsr:t_acme:agent:orchestrator-7",
+        node: "node-2",
+        leaseEpoch: 4,
+      })
+    ).token;
+    await world.directory.registerIdentity(token, successor.key.publicJwk);
+    expect(world.directory.get("t_acme", party.key.kid)?.status).toBe("retired");
+    expect(status()).toBe(start + 1);
+    await world.directory.retire("t_acme", successor.key.kid, Math.floor(world.clock.now() / 1000));
+    expect(status()).toBe(start + 2);
+    await world.directory.markCompromised("t_acme", successor.key.kid);
+    expect(status()).toBe(start + 3);
+    expect(world.directory.statusEpoch("t_evil")).toBeGreaterThan(0);
+    expect(world.directory.statusEpoch("t_nobody")).toBe(0);
+  });
+
   it("does not renew a key under another lease epoch, nor revive a retired or compromised one", async () => {
     await world.directory.registerIdentity(await certify(3), party.key.publicJwk);
     await expect(world.directory.registerIdentity(await certify(4), party.key.publicJwk)).rejects.toMatchObject({

@@ -218,6 +218,28 @@ describe("directory-epoch races during rotation", () => {
     expect(after.audit.verifier.cache).toBe("miss");
     expect(after.audit.verifier.directoryEpoch).toBe(world.directory.epoch("t_acme"));
   });
+
+  it("keys certified and renewed after caching leave the cached chain valid: the next calls are hits", async () => {
+    expect((await tool.call(await invoke(world, chain))).audit.verifier.cache).toBe("miss");
+    const epoch = world.directory.epoch("t_acme");
+    // Every actor a node spawns or rehydrates certifies a key of its own: under load, many a second.
+    const spawned = await newParty("tsr:t_acme:agent:spawned-1");
+    await certifyAgent(world.acme.authority, world.directory, spawned, 1);
+    world.clock.advance(1000);
+    await certifyAgent(world.acme.authority, world.directory, spawned, 1);
+    expect(world.directory.epoch("t_acme")).toBe(epoch + 2);
+    const hit = await tool.call(await invoke(world, chain));
+    expect(hit.audit.verifier.cache).toBe("hit");
+    // The audit names the epoch the chain was verified under.
+    expect(hit.audit.verifier.directoryEpoch).toBe(epoch);
+  });
+
+  it("a key of the chain compromised after caching fails the next call, cached or not", async () => {
+    expect((await tool.call(await invoke(world, chain))).audit.verifier.cache).toBe("miss");
+    await certifyAgent(world.acme.authority, world.directory, await newParty("tsr:t_acme:agent:spawned-2"), 1);
+    await world.directory.markCompromised("t_acme", world.acme.orchestrator.key.kid);
+    await expectDenied(tool, invoke(world, chain), "ERR_AUTHZ_REVOKED");
+  });
 });
 
 describe("replay store spanning executors", () => {
