@@ -104,6 +104,9 @@ export class Authorizer {
         details: { holder: verified.holder },
       } as never);
     }
+    // The same verification the actor's first tool call would repeat cold (same tenant, directory,
+    // revocations, oracle and clock): cached, that call re-checks only time and revocation.
+    this.#cache.set(verified);
     return chain as string[];
   }
 
