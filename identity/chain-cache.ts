@@ -11,8 +11,8 @@ export interface ChainCacheOptions {
 /**
  * The verified-chain cache of IDENTITY.md §8: an LRU keyed by `(tenant, leaf hash)`. It stores
  * only complete verifications (never partial results, never denials). It is a plain map: the
- * verifier decides what a hit is worth, re-checking the exact tokens, the directory epoch, the
- * wall-clock window and revocation on every hit. One cache per executor process; it may be shared
+ * verifier decides what a hit is worth, re-checking the exact tokens, the status epoch, the entry's
+ * age, the wall-clock window and revocation on every hit. One cache per executor process; it may be shared
  * by the verifiers of several tools and tenants because the tenant is part of the key.
  *
  * @example

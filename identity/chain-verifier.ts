@@ -92,6 +92,8 @@ export interface VerifiedChain {
   readonly directoryEpoch: number;
   /** The status epoch (`statusEpochOf`) the verification holds for: a cached hit requires it unchanged. */
   readonly statusEpoch: number;
+  /** When it was verified (the context clock, ms): a hit requires it younger than `chainCacheTtlMs`. */
+  readonly verifiedAtMs: number;
 }
 
 interface CheckedLink {
@@ -154,13 +156,13 @@ export async function verifyChain(chain: unknown, context: ChainContext): Promis
       checkRevocation(link.parsed.claims, link.hash, link.key.kid, index, context);
     });
   }
-  return summarize(checked, chain, context.tenant, epoch, statusEpochOf(context.directory, context.tenant));
+  return summarize(checked, chain, context.tenant, epoch, statusEpochOf(context.directory, context.tenant), context.clock.now());
 }
 
 /**
  * The cached path's per-hit checks (IDENTITY.md §8): the wall-clock window of every link with skew,
  * and every link's `jti`, hash, `kid` and issuer against the current revocation state. The caller
- * has already matched the tenant, the exact tokens and the directory epoch.
+ * has already matched the tenant, the exact tokens, the status epoch and the entry's age.
  *
  * @param verified - a cached summary
  * @param context - the verifier context
@@ -296,6 +298,7 @@ function summarize(
   tenant: string,
   epoch: number,
   statusEpoch: number,
+  verifiedAtMs: number,
 ): VerifiedChain {
   const root = (checked[0] as CheckedLink).parsed.claims;
   const leaf = checked[checked.length - 1] as CheckedLink;
@@ -315,5 +318,6 @@ function summarize(
     tokens: [...tokens],
     directoryEpoch: epoch,
     statusEpoch,
+    verifiedAtMs,
   };
 }

@@ -136,6 +136,8 @@ async function verifyRequest(
   const claims = invocation.claims;
   if (claims.iss !== chain.holder) deny("ERR_AUTHZ_AUDIENCE", "invoker is not the chain holder", 10);
   const invoker = checkInvokerKey(claims, decoded.kid, options);
+  // The directory the decision was taken against: read with the invoker's key, in the same tick.
+  const directoryEpoch = options.directory.epoch(options.tenant);
   if (claims.sub !== chain.subject) deny("ERR_AUTHZ_LINKAGE", "invocation sub is not the chain's sub", 10);
   if (claims.prf !== chain.leafHash) deny("ERR_AUTHZ_LINKAGE", "invocation prf is not the hash of the leaf", 10);
   await verifySignature(decoded, {
@@ -153,7 +155,7 @@ async function verifyRequest(
     args,
     revocationStale,
     tokens: { chain: chain.tokens, invocation: request.invocation, approval: approval === undefined ? undefined : request.approval },
-    audit: auditOf(request.invocation, claims, invoker, chain, approval, cache, options),
+    audit: auditOf(request.invocation, claims, invoker, chain, approval, cache, directoryEpoch, options),
   });
 }
 
@@ -165,6 +167,7 @@ function auditOf(
   chain: VerifiedChain,
   approval: VerifiedApproval | undefined,
   cache: AuthorizationAudit["verifier"]["cache"],
+  directoryEpoch: number,
   options: InvocationVerifierOptions,
 ): AuthorizationAudit {
   return {
@@ -189,7 +192,7 @@ function auditOf(
           },
     verifier: {
       version: "tessera-authz/1",
-      directoryEpoch: chain.directoryEpoch,
+      directoryEpoch,
       revocationPosition: options.revocations.feed(options.tenant).position,
       cache,
     },
@@ -279,7 +282,9 @@ async function resolveChain(
   const cached = options.cache?.get(options.tenant, leafHash);
   // Keys certified or renewed since leave a verification valid; a retirement or compromise does not.
   const epoch = statusEpochOf(options.directory, options.tenant);
-  if (cached !== undefined && cached.statusEpoch === epoch && (tokens === undefined || sameTokens(cached.tokens, tokens))) {
+  const stale = cached !== undefined && options.clock.now() - cached.verifiedAtMs > identityLimits.chainCacheTtlMs;
+  if (stale) options.cache?.delete(options.tenant, leafHash);
+  if (cached !== undefined && !stale && cached.statusEpoch === epoch && (tokens === undefined || sameTokens(cached.tokens, tokens))) {
     try {
       recheckVerifiedChain(cached, context);
     } catch (error) {

@@ -49,7 +49,7 @@ export interface KeyResolver {
   get(tenant: string, kid: string): KeyRecord | undefined;
   /**
    * The tenant's directory epoch: it increases on every change (new key, renewal, retirement,
-   * compromise), and cached verifications made under another epoch are not trusted.
+   * compromise). Audit records name it; cached verifications are checked against the status epoch.
    *
    * @param tenant - the tenant
    * @returns the epoch, 0 for a tenant never written

@@ -51,6 +51,12 @@ export interface IdentityLimits {
   readonly replayEntriesMax: number;
   /** Age of the revocation feed beyond which gated and high-risk tools fail closed, in ms. @defaultValue 5000 */
   readonly revocationStalenessMsMax: number;
+  /**
+   * Age of a cached chain verification beyond which a hit is verified cold again, in ms: the
+   * root-authority oracle's answers (step 5, which a hit skips) count for at most this long, and a
+   * chain in use costs one cold verification per interval. @defaultValue 60000
+   */
+  readonly chainCacheTtlMs: number;
 }
 
 /** The limits IDENTITY.md fixes. */
@@ -77,6 +83,7 @@ export const identityLimits: IdentityLimits = Object.freeze({
   chainCacheEntriesMax: 10_000,
   replayEntriesMax: 100_000,
   revocationStalenessMsMax: 5000,
+  chainCacheTtlMs: 60_000,
 });
 
 // Relationships the rest of the module relies on, checked once at load.

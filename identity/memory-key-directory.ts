@@ -83,6 +83,10 @@ export class MemoryKeyDirectory implements KeyDirectory {
     };
     const tenant = this.#tenant(anchor.tenant);
     this.#assertNoConflict(tenant, record);
+    // An anchor added again (every node adds its tenants' anchors when it starts) keeps its record:
+    // re-adding must never bring a retired or compromised authority key back to life.
+    const existing = tenant.keys.get(kid);
+    if (existing !== undefined) return existing;
     tenant.keys.set(kid, record);
     this.#changed(anchor.tenant, "anchor", kid);
     return record;
@@ -131,6 +135,8 @@ export class MemoryKeyDirectory implements KeyDirectory {
     const entries = this.#tenant(tenant);
     const record = this.#require(entries, kid);
     if (record.status === "compromised") return;
+    // Retiring again at a later time changes nothing: no change, so no cached verification is dropped.
+    if (record.status === "retired" && record.validTo <= atSeconds) return;
     this.#replace(entries, { ...record, status: "retired", validTo: Math.min(record.validTo, atSeconds) }, "retired");
   }
 

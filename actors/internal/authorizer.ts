@@ -104,8 +104,9 @@ export class Authorizer {
         details: { holder: verified.holder },
       } as never);
     }
-    // The same verification the actor's first tool call would repeat cold (same tenant, directory,
-    // revocations, oracle and clock): cached, that call re-checks only time and revocation.
+    // The verification the actor's tool calls would otherwise repeat cold (same tenant, directory,
+    // revocations, oracle and clock): cached, a call re-checks time and revocation, and the oracle's
+    // answer counts for at most chainCacheTtlMs (IDENTITY.md §8).
     this.#cache.set(verified);
     return chain as string[];
   }

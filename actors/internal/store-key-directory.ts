@@ -26,7 +26,8 @@ export class StoreKeyDirectory implements KeyDirectory {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #positions = new Map<string, number>();
-  #replaying = false;
+  /** Tenants whose log is being replayed (a sync of one tenant does not hold up another's). */
+  readonly #replaying = new Set<string>();
   readonly #onRevoke: (entry: RevocationEntry) => Promise<unknown>;
 
   /**
@@ -93,8 +94,8 @@ export class StoreKeyDirectory implements KeyDirectory {
 
   /** Applies the tenant's directory changes this node has not seen yet. */
   async sync(tenant: string): Promise<void> {
-    if (this.#replaying) return;
-    this.#replaying = true;
+    if (this.#replaying.has(tenant)) return;
+    this.#replaying.add(tenant);
     try {
       for (;;) {
         const after = this.#positions.get(tenant) ?? 0;
@@ -117,7 +118,7 @@ export class StoreKeyDirectory implements KeyDirectory {
         if (entries.length < 500) return;
       }
     } finally {
-      this.#replaying = false;
+      this.#replaying.delete(tenant);
     }
   }
 

@@ -262,7 +262,31 @@ describe("attacks on chains (IDENTITY.md 0–31)", () => {
     world.clock.advance(2 * 3600_000);
     const error = await expectDenied(cachedTool, invoke(world, chain), "ERR_AUTHZ_TIME");
     expect(error.step).toBe(7);
-    // The failing hit evicted the entry: the denial came from the cached path.
+    // The entry is gone: two hours is past chainCacheTtlMs, so it was evicted as stale and the
+    // chain verified cold (23b covers a hit whose chain expired within the TTL).
+    expect(verifier.options.cache?.size).toBe(0);
+  });
+
+  it("23b cached chain expires within the cache's TTL: the hit itself re-checks the window", async () => {
+    let asked = 0;
+    const verifier = verifierFor(world, refundPolicy(world.acme), {
+      rootAuthority: async (request) => {
+        asked += 1;
+        return world.rootAuthority(request);
+      },
+    });
+    const cachedTool = new CountingTool(verifier);
+    const nowSeconds = Math.floor(world.clock.now() / 1000);
+    const shortLived = await resignedLeaf({ exp: nowSeconds + 10 });
+    await cachedTool.call(await invoke(world, shortLived));
+    const askedCold = asked;
+    // Past the leaf's expiry and the clock skew, well within chainCacheTtlMs.
+    world.clock.advance((10 + identityLimits.clockSkewSeconds + 5) * 1000);
+    expect((10 + identityLimits.clockSkewSeconds + 5) * 1000).toBeLessThan(identityLimits.chainCacheTtlMs);
+    const error = await expectDenied(cachedTool, invoke(world, shortLived), "ERR_AUTHZ_TIME");
+    expect(error.step).toBe(7);
+    // The oracle was not asked again and the failing hit evicted the entry: the cached path denied.
+    expect(asked).toBe(askedCold);
     expect(verifier.options.cache?.size).toBe(0);
   });
 

@@ -71,6 +71,39 @@ describe("key directory", () => {
     expect(world.directory.statusEpoch("t_nobody")).toBe(0);
   });
 
+  it("adding an anchor again never revives it", async () => {
+    const anchor = world.acme.authority.anchor();
+    const record = await world.directory.addAuthority(anchor);
+    await world.directory.markCompromised("t_acme", record.kid);
+    const changes: DirectoryChange[] = [];
+    const unsubscribe = world.directory.onChange((change) => changes.push(change));
+    // Every node adds its tenants' anchors when it starts, and a stored log replays them.
+    expect((await world.directory.addAuthority(anchor)).status).toBe("compromised");
+    unsubscribe();
+    expect(changes).toEqual([]);
+    expect(world.directory.get("t_acme", record.kid)?.status).toBe("compromised");
+    // The compromised authority certifies nothing any more.
+    await expect(world.directory.registerIdentity(await certify(1), party.key.publicJwk)).rejects.toMatchObject({
+      code: expect.stringMatching(/^ERR_IDENTITY_/),
+    });
+  });
+
+  it("retiring a key again at a later time changes nothing and announces nothing", async () => {
+    await world.directory.registerIdentity(await certify(1), party.key.publicJwk);
+    const now = Math.floor(world.clock.now() / 1000);
+    await world.directory.retire("t_acme", party.key.kid, now);
+    const epoch = world.directory.epoch("t_acme");
+    const statusEpoch = world.directory.statusEpoch("t_acme");
+    await world.directory.retire("t_acme", party.key.kid, now + 60);
+    expect(world.directory.epoch("t_acme")).toBe(epoch);
+    expect(world.directory.statusEpoch("t_acme")).toBe(statusEpoch);
+    expect(world.directory.get("t_acme", party.key.kid)?.validTo).toBe(now);
+    // Retiring it earlier still narrows it, and counts as a change.
+    await world.directory.retire("t_acme", party.key.kid, now - 60);
+    expect(world.directory.get("t_acme", party.key.kid)?.validTo).toBe(now - 60);
+    expect(world.directory.statusEpoch("t_acme")).toBe(statusEpoch + 1);
+  });
+
   it("does not renew a key under another lease epoch, nor revive a retired or compromised one", async () => {
     await world.directory.registerIdentity(await certify(3), party.key.publicJwk);
     await expect(world.directory.registerIdentity(await certify(4), party.key.publicJwk)).rejects.toMatchObject({

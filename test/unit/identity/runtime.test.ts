@@ -5,7 +5,15 @@
  * oversized args; plus session mode, vouched-human roots and revocation targets.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { ActorSigner, ChainCache, MemoryReplayStore, MemoryRevocationList, attenuate, issueRootLink } from "../../../identity/index.js";
+import {
+  ActorSigner,
+  ChainCache,
+  MemoryReplayStore,
+  MemoryRevocationList,
+  attenuate,
+  identityLimits,
+  issueRootLink,
+} from "../../../identity/index.js";
 import type { Capability } from "../../../identity/index.js";
 import {
   CountingTool,
@@ -230,15 +238,42 @@ describe("directory-epoch races during rotation", () => {
     expect(world.directory.epoch("t_acme")).toBe(epoch + 2);
     const hit = await tool.call(await invoke(world, chain));
     expect(hit.audit.verifier.cache).toBe("hit");
-    // The audit names the epoch the chain was verified under.
-    expect(hit.audit.verifier.directoryEpoch).toBe(epoch);
+    // The audit names the directory the decision was taken against, not the one of the cached verification.
+    expect(hit.audit.verifier.directoryEpoch).toBe(epoch + 2);
   });
 
-  it("a key of the chain compromised after caching fails the next call, cached or not", async () => {
+  it("a key of the chain compromised after caching fails the next call (the cache entry no longer counts)", async () => {
     expect((await tool.call(await invoke(world, chain))).audit.verifier.cache).toBe("miss");
     await certifyAgent(world.acme.authority, world.directory, await newParty("tsr:t_acme:agent:spawned-2"), 1);
     await world.directory.markCompromised("t_acme", world.acme.orchestrator.key.kid);
     await expectDenied(tool, invoke(world, chain), "ERR_AUTHZ_REVOKED");
+  });
+});
+
+describe("cached verifications age out", () => {
+  it("a hit older than chainCacheTtlMs verifies cold again, asking the root-authority oracle again", async () => {
+    let granting = true;
+    let asked = 0;
+    const aging = new CountingTool(
+      verifierFor(world, refundPolicy(world.acme), {
+        rootAuthority: async (request) => {
+          asked += 1;
+          return granting && (await world.rootAuthority(request));
+        },
+      }),
+    );
+    expect((await aging.call(await invoke(world, chain))).audit.verifier.cache).toBe("miss");
+    const askedCold = asked;
+    expect(askedCold).toBeGreaterThan(0);
+    granting = false;
+    // Within the TTL the oracle's earlier answer stands (IDENTITY.md §8 skips step 5 on a hit).
+    world.clock.advance(identityLimits.chainCacheTtlMs);
+    expect((await aging.call(await invoke(world, chain))).audit.verifier.cache).toBe("hit");
+    expect(asked).toBe(askedCold);
+    // Past it, the chain is verified cold and the oracle's new answer counts.
+    world.clock.advance(1);
+    await expectDenied(aging, invoke(world, chain), "ERR_AUTHZ_ROOT");
+    expect(asked).toBeGreaterThan(askedCold);
   });
 });
 
