@@ -6,15 +6,21 @@ import { percentile } from "./stats.js";
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** Steps timed at each history size: the same window everywhere, so sizes compare like with like. */
-const windowSteps = 500;
+/**
+ * Untimed steps of a warm-up actor, and steps timed at each history size: the same window at every
+ * size, so that sizes compare like with like. Sizes must be at least a window apart.
+ */
+export interface GrowthCounts {
+  warmUpSteps: number;
+  windowSteps: number;
+}
 
 /**
  * Bytes stored per step and step latency as one actor's history grows, and the time and rows it
  * takes to rehydrate an actor of that history (a new node recovering it).
  *
  * At each size the actor is first brought to that many steps untimed; a new node then takes it over
- * (the rehydration is timed, its journal reads counted), and the next {@link windowSteps} steps are
+ * (the rehydration is timed, its journal reads counted), and the next `windowSteps` steps are
  * timed and their bytes counted. Every size thus measures the same number of steps, after a
  * warm-up actor of `warmUpSteps` steps, so that the smallest size measures a short history, not the
  * first steps of a process (unoptimized code) nor those of empty tables (first pages, no statistics).
@@ -25,7 +31,7 @@ export async function growth(
   databaseUrl: string,
   schema: string,
   sizes: number[],
-  warmUpSteps: number,
+  { warmUpSteps, windowSteps }: GrowthCounts,
   note: (name: string, value: string, context?: string) => void,
 ): Promise<unknown> {
   const out: Record<string, unknown> = {};
@@ -51,6 +57,7 @@ export async function growth(
   const sent = new Map<string, number>();
   const measureAt = async (runId: string, size: number, label: string): Promise<void> => {
     let n = sent.get(runId) ?? 0;
+    if (n > size) throw new Error(`growth: the actor has ${n} steps already, past the size ${size} (sizes must be a window apart)`);
     while (n < size) await send(runId, n++);
     // Rehydration: a new node takes the actor over and rebuilds it from snapshot + journal tail.
     await node.close();
@@ -93,7 +100,7 @@ export async function growth(
  * The same growth for a tool-calling actor: one run of the durable-steps workload,
  * `sizes.at(-1) + windowSteps` steps long, each step recording the outcome of the tool call before it
  * and planning the next. Reports the p50 of the step cycle (from one tool call's start to the next
- * one's, which takes the step's commit) over the {@link windowSteps} cycles from each size on, and
+ * one's, which takes the step's commit) over the `windowSteps` cycles from each size on, and
  * the bytes stored per step over the whole run. A warm-up run of `warmUpSteps` steps goes first.
  * Run it in a schema of its own: tables that other work filled would neither be young nor count
  * their own bytes.
@@ -103,7 +110,7 @@ export async function toolGrowth(
   databaseUrl: string,
   schema: string,
   sizes: number[],
-  warmUpSteps: number,
+  { warmUpSteps, windowSteps }: GrowthCounts,
   note: (name: string, value: string, context?: string) => void,
 ): Promise<unknown> {
   const steps = Math.max(...sizes) + windowSteps;

@@ -67,6 +67,21 @@ try {
     cell(floor64.map((r) => r.stepsPerSecond)),
     `${floorRatio.toFixed(2)} × group commit; ${cell(floor64.map((r) => r.walBytesPerStep))} bytes of WAL per step; load ${loadAverage()}`,
   );
+  // The same floor for a data model with fewer row writes: each effect's row written once, with its
+  // outcome. Not what Tessera writes; it tells what that change of data model would give at most.
+  const once1 = await repeat(() => referenceStepRows(databaseUrl, `${schema}_f`, 1, refSteps, true));
+  const onceLatency = once1.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
+  note(
+    "raw pg: a step's rows if each effect row were written once (not Tessera's model), 1 run, steps/s",
+    cell(once1.map((r) => r.stepsPerSecond)),
+    `p50 ${percentile(onceLatency, 50).toFixed(3)} ms (${(percentile(onceLatency, 50) / percentile(singleLatency, 50)).toFixed(2)} × INSERT)`,
+  );
+  const once64 = await repeat(() => referenceStepRows(databaseUrl, `${schema}_f`, 64, refSteps * 8, true));
+  note(
+    "raw pg: a step's rows if each effect row were written once (not Tessera's model), 64 runs, steps/s",
+    cell(once64.map((r) => r.stepsPerSecond)),
+    `${(summarize(once64.map((r) => r.stepsPerSecond)).median / summarize(group64.map((r) => r.stepsPerSecond)).median).toFixed(2)} × group commit; ${cell(once64.map((r) => r.walBytesPerStep))} bytes of WAL per step`,
+  );
   json.reference = {
     single,
     single64: single64.map((r) => r.stepsPerSecond),
@@ -79,6 +94,14 @@ try {
       ),
     })),
     floor64: floor64.map((r) => r.stepsPerSecond),
+    effectRowOnce1: once1.map((r) => ({
+      stepsPerSecond: r.stepsPerSecond,
+      p50Ms: percentile(
+        [...r.latenciesMs].sort((a, b) => a - b),
+        50,
+      ),
+    })),
+    effectRowOnce64: once64.map((r) => r.stepsPerSecond),
   };
 
   // 2. Tessera durable-steps on PostgreSQL.
@@ -225,6 +248,8 @@ try {
   const dataDir = `.bench/pglite-${randomUUID().slice(0, 8)}`;
   const lite = await createPgliteStore({ dataDir });
   await lite.migrate();
+  // Warmed in the store the cells use (their rows stay in it): the PGlite cells report steps/s and
+  // latency only, and a second database would warm another WebAssembly instance.
   await warmUp("tessera pglite", async () => lite, undefined, false);
   for (const c of quick
     ? [
@@ -250,8 +275,22 @@ try {
 
   // 4. Growth and rehydration.
   const sizes = quick ? [10, 200, 1000] : [10, 1000, 10000];
-  json.growth = await growth(pool, databaseUrl, `${schema}_g`, sizes, quick ? 200 : 1000, note);
-  json.toolGrowth = await toolGrowth(pool, databaseUrl, `${schema}_tg`, sizes, quick ? 200 : 2000, note);
+  json.growth = await growth(
+    pool,
+    databaseUrl,
+    `${schema}_g`,
+    sizes,
+    { warmUpSteps: quick ? 200 : 1000, windowSteps: quick ? 100 : 500 },
+    note,
+  );
+  json.toolGrowth = await toolGrowth(
+    pool,
+    databaseUrl,
+    `${schema}_tg`,
+    sizes,
+    { warmUpSteps: quick ? 200 : 2000, windowSteps: quick ? 100 : 500 },
+    note,
+  );
 
   // 5. Memory per idle actor, and reactivation.
   json.idle = await idleActors(databaseUrl, [`${schema}_i`, `${schema}_i2`], quick ? 1000 : 10_000, note);
