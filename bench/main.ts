@@ -340,9 +340,9 @@ async function identityCosts(): Promise<Array<{ name: string; median: string; ra
 }
 
 /**
- * Runs the durable-steps workload untimed before a group of cells: `warmUpRuns` runs at 16 in
- * flight, then a tenth as many one at a time (the single-run path has its own code to compile).
- * Nothing of it is reported but its size and duration.
+ * Runs the durable-steps workload untimed before a group of cells: 600 runs (60 with `--quick`) at
+ * 16 in flight, then a tenth as many one at a time (the single-run path has its own code to
+ * compile). Nothing of it is reported but its size and duration.
  */
 async function warmUp(label: string, open: () => Promise<Store>, identity?: BenchIdentity, close = true): Promise<void> {
   const store = await open();

@@ -96,15 +96,7 @@ function stepRowsStatement(schema: string, effectRowOnce: boolean): string {
   return `WITH u AS (SELECT * FROM unnest($1::text[], $2::int8[], $4::text[], $5::text[]) AS u(actor_id, seq, done_id, next_id)),
     a AS (UPDATE ${table("actors")} a SET revision = u.seq, updated_at = u.seq, last_hash = md5(u.actor_id || u.seq) || md5(u.seq || u.actor_id)
       FROM u WHERE a.tenant_id = '${tenant}' AND a.actor_id = u.actor_id AND a.revision = u.seq - 1 RETURNING 1),
-    j AS (INSERT INTO ${table("journal")} (tenant_id, actor_id, seq, kind, event, planned, state_value, status, state_hash, hash, prev_hash,
-        epoch, node_id, created_at)
-      SELECT '${tenant}', u.actor_id, u.seq, 'event',
-        jsonb_build_object('type', 'tool.step.done', 'effectId', u.done_id, 'output', $3::jsonb),
-        jsonb_build_array(jsonb_build_object('effectId', u.next_id, 'kind', 'tool', 'name', 'step',
-          'args', jsonb_build_object('i', u.seq), 'idempotencyKey', md5(u.actor_id || u.seq), 'idempotent', true)),
-        '"working"', 'active', md5(u.actor_id) || md5(u.seq::text), md5(u.seq || u.actor_id) || md5(u.actor_id || u.seq),
-        md5(u.actor_id || (u.seq - 1)) || md5((u.seq - 1) || u.actor_id), 1, 'node-floor', u.seq
-      FROM u RETURNING 1),
+    ${journalCte(table)},
     o AS (UPDATE ${table("effects")} e SET state = 'completed', result = $3::jsonb, attempts = 1, completed_seq = u.seq, updated_at = u.seq
       FROM u WHERE e.tenant_id = '${tenant}' AND e.actor_id = u.actor_id AND e.effect_id = u.done_id
       RETURNING 1),
@@ -116,6 +108,19 @@ function stepRowsStatement(schema: string, effectRowOnce: boolean): string {
     SELECT (SELECT count(*) FROM a) AS a, (SELECT count(*) FROM j) AS j, (SELECT count(*) FROM o) AS o, (SELECT count(*) FROM n) AS n`;
 }
 
+/** The CTE `j` that inserts each step's journal row (~650 bytes), the same in both data models. */
+function journalCte(table: (name: string) => string): string {
+  return `j AS (INSERT INTO ${table("journal")} (tenant_id, actor_id, seq, kind, event, planned, state_value, status, state_hash, hash, prev_hash,
+        epoch, node_id, created_at)
+      SELECT '${tenant}', u.actor_id, u.seq, 'event',
+        jsonb_build_object('type', 'tool.step.done', 'effectId', u.done_id, 'output', $3::jsonb),
+        jsonb_build_array(jsonb_build_object('effectId', u.next_id, 'kind', 'tool', 'name', 'step',
+          'args', jsonb_build_object('i', u.seq), 'idempotencyKey', md5(u.actor_id || u.seq), 'idempotent', true)),
+        '"working"', 'active', md5(u.actor_id) || md5(u.seq::text), md5(u.seq || u.actor_id) || md5(u.actor_id || u.seq),
+        md5(u.actor_id || (u.seq - 1)) || md5((u.seq - 1) || u.actor_id), 1, 'node-floor', u.seq
+      FROM u RETURNING 1)`;
+}
+
 /** The rows of a step when an effect's row is written once, with its outcome (`effectRowOnce`). */
 function effectRowOnceStatement(table: (name: string) => string): string {
   return `WITH u AS (SELECT * FROM unnest($1::text[], $2::int8[], $4::text[], $5::text[]) AS u(actor_id, seq, done_id, next_id)),
@@ -124,15 +129,7 @@ function effectRowOnceStatement(table: (name: string) => string): string {
           'idempotencyKey', md5(u.actor_id || u.seq), 'idempotent', true, 'state', 'running', 'attempts', 1, 'createdSeq', u.seq,
           'createdAt', u.seq, 'updatedAt', u.seq, 'ordinal', 0))
       FROM u WHERE a.tenant_id = '${tenant}' AND a.actor_id = u.actor_id AND a.revision = u.seq - 1 RETURNING 1),
-    j AS (INSERT INTO ${table("journal")} (tenant_id, actor_id, seq, kind, event, planned, state_value, status, state_hash, hash, prev_hash,
-        epoch, node_id, created_at)
-      SELECT '${tenant}', u.actor_id, u.seq, 'event',
-        jsonb_build_object('type', 'tool.step.done', 'effectId', u.done_id, 'output', $3::jsonb),
-        jsonb_build_array(jsonb_build_object('effectId', u.next_id, 'kind', 'tool', 'name', 'step',
-          'args', jsonb_build_object('i', u.seq), 'idempotencyKey', md5(u.actor_id || u.seq), 'idempotent', true)),
-        '"working"', 'active', md5(u.actor_id) || md5(u.seq::text), md5(u.seq || u.actor_id) || md5(u.actor_id || u.seq),
-        md5(u.actor_id || (u.seq - 1)) || md5((u.seq - 1) || u.actor_id), 1, 'node-floor', u.seq
-      FROM u RETURNING 1),
+    ${journalCte(table)},
     o AS (INSERT INTO ${table("effects")} (tenant_id, actor_id, effect_id, ordinal, kind, name, args, idempotency_key, idempotent, state,
         attempts, result, created_seq, completed_seq, created_at, updated_at)
       SELECT '${tenant}', u.actor_id, u.done_id, 0, 'tool', 'step', jsonb_build_object('i', u.seq - 1),
