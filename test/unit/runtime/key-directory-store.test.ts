@@ -1,9 +1,20 @@
 import { describe, expect, it } from "vitest";
 import { StoreKeyDirectory } from "../../../actors/internal/store-key-directory.js";
 import { SimulatedClock } from "../../../core/clock.js";
-import { ActorSigner, TenantAuthority } from "../../../identity/index.js";
+import {
+  ActorSigner,
+  ChainCache,
+  MemoryReplayStore,
+  MemoryRevocationList,
+  TenantAuthority,
+  attenuate,
+  createInvocationVerifier,
+  issueRootLink,
+  signInvocation,
+} from "../../../identity/index.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
 import { silent } from "../../helpers/silent-logger.js";
+import { newParty, startMs, type Party } from "../identity/fixtures.js";
 
 describe("the tenant key directory kept in the Store", () => {
   it("lets another node (or a restarted one) resolve keys certified elsewhere, and only valid ones", async () => {
@@ -56,5 +67,91 @@ describe("the tenant key directory kept in the Store", () => {
     await third.sync("acme");
     expect(third.get("acme", signer.kid)).toBeDefined();
     expect(third.get("acme", forged.kid)).toBeUndefined();
+  });
+
+  it("a node replaying another's log keeps its cached chains through new keys, and drops them on a retirement or compromise", async () => {
+    const clock = new SimulatedClock(startMs);
+    const store = createMemoryStore();
+    await store.migrate();
+    const here = new StoreKeyDirectory(store, clock, silent);
+    const there = new StoreKeyDirectory(store, clock, silent);
+    const authority = await TenantAuthority.create({ tenant: "acme", clock });
+    await here.addAuthority(authority.anchor());
+    await there.addAuthority(authority.anchor());
+    const certify = async (directory: StoreKeyDirectory, party: Party, leaseEpoch?: number): Promise<void> => {
+      const certificate =
+        leaseEpoch === undefined
+          ? await authority.certifyHuman({ principal: party.principal, publicJwk: party.key.publicJwk, acr: "mfa", amr: ["pwd"] })
+          : await authority.certifyAgent({
+              principal: party.principal,
+              publicJwk: party.key.publicJwk,
+              type: "worker",
+              version: "1",
+              parent: null,
+              node: "n1",
+              leaseEpoch,
+            });
+      await directory.registerIdentity(certificate.token, party.key.publicJwk);
+    };
+    const alice = await newParty("tsr:acme:user:alice");
+    const orchestrator = await newParty("tsr:acme:agent:orchestrator");
+    const worker = await newParty("tsr:acme:agent:worker");
+    await certify(here, alice);
+    await certify(here, orchestrator, 1);
+    await certify(here, worker, 1);
+    await there.sync("acme");
+    const caps = [{ res: "tool:lookup", act: "/invoke", cav: [] }];
+    const root = await issueRootLink(alice, { aud: orchestrator.principal, caps, mdl: 2, clock });
+    const chain = await attenuate(orchestrator, { chain: [root], aud: worker.principal, caps, clock });
+    const verifier = createInvocationVerifier({
+      tenant: "acme",
+      tool: { id: "tsr:acme:tool:lookup", res: "tool:lookup", acts: ["/invoke"] },
+      directory: here,
+      revocations: new MemoryRevocationList({ clock }),
+      replay: new MemoryReplayStore({ clock }),
+      rootAuthority: () => true,
+      clock,
+      cache: new ChainCache(),
+    });
+    let calls = 0;
+    const call = async () => {
+      const effectId = `eff_${++calls}`;
+      const invocation = await signInvocation(worker, {
+        chain,
+        tool: "tsr:acme:tool:lookup",
+        res: "tool:lookup",
+        act: "/invoke",
+        args: {},
+        effectId,
+        clock,
+      });
+      return verifier.verify({ chain, invocation, args: {}, effectId });
+    };
+    expect((await call()).audit.verifier.cache).toBe("miss");
+
+    // The other node certifies a key of its own actor's and renews the worker's: replayed here, both
+    // change the directory but withdraw nothing, so the cached chain still counts.
+    await certify(there, await newParty("tsr:acme:agent:spawned"), 1);
+    clock.advance(1000);
+    await certify(there, worker, 1);
+    const epoch = here.epoch("acme");
+    const statusEpoch = here.statusEpoch("acme");
+    await here.sync("acme");
+    expect(here.epoch("acme")).toBe(epoch + 2);
+    expect(here.statusEpoch("acme")).toBe(statusEpoch);
+    expect((await call()).audit.verifier.cache).toBe("hit");
+
+    // The orchestrator's actor moves to the other node (lease epoch 2): its new key retires the old
+    // one. The chain is verified again, and still holds (the link predates the retirement).
+    clock.advance(1000);
+    await certify(there, await newParty(orchestrator.principal), 2);
+    await here.sync("acme");
+    expect(here.statusEpoch("acme")).toBe(statusEpoch + 1);
+    expect((await call()).audit.verifier.cache).toBe("miss");
+
+    // A compromise of the key that signed the link, replayed here, denies at once.
+    await there.markCompromised("acme", orchestrator.key.kid);
+    await here.sync("acme");
+    await expect(call()).rejects.toMatchObject({ code: "ERR_AUTHZ_REVOKED" });
   });
 });
