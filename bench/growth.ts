@@ -15,16 +15,24 @@ export interface GrowthCounts {
   windowSteps: number;
 }
 
+/** Takeovers timed at each size; their median is reported (one sample moved by 2x between rounds). */
+const takeovers = 5;
+/** Longest wait for one event's step to commit before the bench gives up, in ms. */
+const commitWaitMsMax = 30_000;
+
 /**
  * Bytes stored per step and step latency as one actor's history grows, and the time and rows it
  * takes to rehydrate an actor of that history (a new node recovering it).
  *
- * At each size the actor is first brought to that many steps untimed; a new node then takes it over
- * (the rehydration is timed, its journal reads counted), and the next `windowSteps` steps are
- * timed and their bytes counted. Every size thus measures the same number of steps, after a
- * warm-up actor of `warmUpSteps` steps, so that the smallest size measures a short history, not the
- * first steps of a process (unoptimized code) nor those of empty tables (first pages, no statistics).
- * Journal rows are counted for the measured actor only.
+ * At each size the actor is first brought to that many steps untimed; then new nodes take it over
+ * {@link takeovers} times (the median is reported, and the journal reads of the measured actor are
+ * counted), and the next `windowSteps` steps are timed and their bytes counted. Every size thus
+ * measures the same number of steps, after a warm-up actor of `warmUpSteps` steps, so that the
+ * smallest size measures a short history, not the first steps of a process (unoptimized code) nor
+ * those of empty tables (first pages, no statistics). Only the measured actor is active when a node
+ * takes over (the others are stopped), and the store's pool is opened to its full size before any
+ * takeover is timed. Bytes are table sizes, which grow by 8 KiB pages: a window of W steps reads
+ * them to 8192 / W bytes per step.
  */
 export async function growth(
   pool: pg.Pool,
@@ -35,7 +43,8 @@ export async function growth(
   note: (name: string, value: string, context?: string) => void,
 ): Promise<unknown> {
   const out: Record<string, unknown> = {};
-  const inner = createPgStore({ connectionString: databaseUrl, schema, poolSize: 4 });
+  const poolSize = 4;
+  const inner = createPgStore({ connectionString: databaseUrl, schema, poolSize });
   await inner.migrate();
   const journalRows = { actorId: "", read: 0 };
   const store = countingJournalReads(inner, journalRows);
@@ -45,54 +54,88 @@ export async function growth(
     if (n === waiting?.n) waiting.resolve();
   });
   let node = createNode({ store, agents: [agent], logger: silent });
-  await node.start();
-  const send = async (runId: string, n: number): Promise<void> => {
-    const committed = new Promise<void>((resolve) => (waiting = { n: n + 1, resolve }));
-    await node.sendEvent({ tenantId: "bench", actorId: runId, event: { type: "tick" }, messageId: `tick-${n}` });
-    await committed;
-  };
-  const warm = await node.startRun({ tenantId: "bench", agentType: "counter", input: null, idempotencyKey: "growth-warm-up" });
-  for (let n = 0; n < warmUpSteps; n++) await send(warm.runId, n);
-  // Steps run so far, per actor.
-  const sent = new Map<string, number>();
-  const measureAt = async (runId: string, size: number, label: string): Promise<void> => {
-    let n = sent.get(runId) ?? 0;
-    if (n > size) throw new Error(`growth: the actor has ${n} steps already, past the size ${size} (sizes must be a window apart)`);
-    while (n < size) await send(runId, n++);
-    // Rehydration: a new node takes the actor over and rebuilds it from snapshot + journal tail.
-    await node.close();
-    node = createNode({ store, agents: [agent], logger: silent });
-    journalRows.actorId = runId;
-    journalRows.read = 0;
-    const t = performance.now();
+  try {
     await node.start();
-    const rehydrateMs = performance.now() - t;
-    const rowsRead = journalRows.read;
-    const latencies: number[] = [];
-    const bytesBefore = await tableBytes(pool, schema);
-    for (let i = 0; i < windowSteps; i++) {
-      const t0 = performance.now();
-      await send(runId, n++);
-      latencies.push(performance.now() - t0);
-    }
-    sent.set(runId, n);
-    latencies.sort((a, b) => a - b);
-    const bytesPerStep = ((await tableBytes(pool, schema)) - bytesBefore) / windowSteps;
-    out[label] = { latencyP50Ms: percentile(latencies, 50), bytesPerStep, rehydrateMs, journalRowsRead: rowsRead, windowSteps };
-    note(
-      `history ${label}: event→committed step p50, bytes/step`,
-      `${percentile(latencies, 50).toFixed(3)} ms, ${bytesPerStep.toFixed(0)} B`,
-      `over the next ${windowSteps} steps; rehydrate at ${size} steps ${rehydrateMs.toFixed(1)} ms reading ${rowsRead} journal rows`,
-    );
-  };
-  const { runId } = await node.startRun({ tenantId: "bench", agentType: "counter", input: null, idempotencyKey: "growth" });
-  for (const size of sizes) await measureAt(runId, size, `${size} steps`);
-  // The control: a new actor of the smallest history, measured last. Were it faster than the first
-  // measure of that size, the difference between sizes would be the process warming, not history.
-  const control = await node.startRun({ tenantId: "bench", agentType: "counter", input: null, idempotencyKey: "growth-control" });
-  await measureAt(control.runId, sizes[0]!, `${sizes[0]} steps, a new actor measured last`);
-  await node.close();
-  await inner.close();
+    const send = async (runId: string, n: number): Promise<void> => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const committed = new Promise<void>((resolve, reject) => {
+        waiting = { n: n + 1, resolve };
+        // A step applied by a replay (after a commit whose answer was lost) runs no after-commit
+        // action: fail loudly rather than hang.
+        timer = setTimeout(
+          () => reject(new Error(`growth: step ${n + 1} of ${runId} did not commit within ${commitWaitMsMax} ms`)),
+          commitWaitMsMax,
+        );
+      });
+      try {
+        await node.sendEvent({ tenantId: "bench", actorId: runId, event: { type: "tick" }, messageId: `tick-${n}` });
+        await committed;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const warm = await node.startRun({ tenantId: "bench", agentType: "counter", input: null, idempotencyKey: "growth-warm-up" });
+    for (let n = 0; n < warmUpSteps; n++) await send(warm.runId, n);
+    await node.stopActor("bench", warm.runId);
+    // Every connection of the pool open before a takeover is timed: the first recovery's parallel
+    // reads would otherwise time the opening of a connection.
+    await Promise.all(Array.from({ length: poolSize }, () => inner.getActor("bench", warm.runId)));
+    // Steps run so far, per actor.
+    const sent = new Map<string, number>();
+    const measureAt = async (runId: string, size: number, label: string): Promise<void> => {
+      let n = sent.get(runId) ?? 0;
+      if (n > size) throw new Error(`growth: the actor has ${n} steps already, past the size ${size} (sizes must be a window apart)`);
+      while (n < size) await send(runId, n++);
+      // Rehydration: a new node takes the actor over and rebuilds it from snapshot + journal tail.
+      const takeoverMs: number[] = [];
+      let rowsRead = 0;
+      for (let k = 0; k < takeovers; k++) {
+        await node.close();
+        node = createNode({ store, agents: [agent], logger: silent });
+        journalRows.actorId = runId;
+        journalRows.read = 0;
+        const t = performance.now();
+        await node.start();
+        takeoverMs.push(performance.now() - t);
+        rowsRead = journalRows.read;
+      }
+      takeoverMs.sort((a, b) => a - b);
+      const rehydrateMs = percentile(takeoverMs, 50);
+      const latencies: number[] = [];
+      const bytesBefore = await tableBytes(pool, schema);
+      for (let i = 0; i < windowSteps; i++) {
+        const t0 = performance.now();
+        await send(runId, n++);
+        latencies.push(performance.now() - t0);
+      }
+      sent.set(runId, n);
+      latencies.sort((a, b) => a - b);
+      const bytesPerStep = ((await tableBytes(pool, schema)) - bytesBefore) / windowSteps;
+      out[label] = {
+        latencyP50Ms: percentile(latencies, 50),
+        bytesPerStep,
+        rehydrateMs,
+        takeoverMs,
+        journalRowsRead: rowsRead,
+        windowSteps,
+      };
+      note(
+        `history ${label}: event→committed step p50, bytes/step`,
+        `${percentile(latencies, 50).toFixed(3)} ms, ${bytesPerStep.toFixed(0)} B (±${Math.ceil(8192 / windowSteps)})`,
+        `over the next ${windowSteps} steps; a takeover at ${size} steps ${rehydrateMs.toFixed(1)} ms (median of ${takeovers}) reading ${rowsRead} journal rows`,
+      );
+    };
+    const { runId } = await node.startRun({ tenantId: "bench", agentType: "counter", input: null, idempotencyKey: "growth" });
+    for (const size of sizes) await measureAt(runId, size, `${size} steps`);
+    // The control: a new actor of the smallest history, measured last. Were it faster than the first
+    // measure of that size, the difference between sizes would be the process warming, not history.
+    await node.stopActor("bench", runId);
+    const control = await node.startRun({ tenantId: "bench", agentType: "counter", input: null, idempotencyKey: "growth-control" });
+    await measureAt(control.runId, sizes[0]!, `${sizes[0]} steps, a new actor measured last`);
+  } finally {
+    await node.close();
+    await inner.close();
+  }
   return out;
 }
 

@@ -52,31 +52,36 @@ try {
   note("raw pg: INSERT per transaction, 64 clients, steps/s", cell(single64.map((r) => r.stepsPerSecond)), `load ${loadAverage()}`);
   const group64 = await repeat(() => referenceGroupCommit(pool, schema, 64, refSteps * 8));
   note("raw pg: group commit, 64 runs, steps/s", cell(group64.map((r) => r.stepsPerSecond)), `load ${loadAverage()}`);
-  // The floor under a durable step: raw pg writing a tool step's rows in Tessera's schema.
-  const floor1 = await repeat(() => referenceStepRows(databaseUrl, `${schema}_f`, 1, refSteps));
+  // The floor under a durable step: raw pg writing a tool step's rows in Tessera's schema; and the same
+  // floor for a data model with fewer row writes (each effect's row written once, with its outcome):
+  // not what Tessera writes, it tells what that change of data model would give at most. Their
+  // repetitions alternate, so that a drift of the machine weighs on both alike.
+  const [floor1, once1] = await alternate(
+    () => referenceStepRows(databaseUrl, `${schema}_f`, 1, refSteps),
+    () => referenceStepRows(databaseUrl, `${schema}_f`, 1, refSteps, true),
+  );
+  const [floor64, once64] = await alternate(
+    () => referenceStepRows(databaseUrl, `${schema}_f`, 64, refSteps * 8),
+    () => referenceStepRows(databaseUrl, `${schema}_f`, 64, refSteps * 8, true),
+  );
   const floorLatency = floor1.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
   note(
     "raw pg: a durable step's rows (Tessera's schema), 1 run, steps/s",
     cell(floor1.map((r) => r.stepsPerSecond)),
     `p50 ${percentile(floorLatency, 50).toFixed(3)} ms (${(percentile(floorLatency, 50) / percentile(singleLatency, 50)).toFixed(2)} × INSERT); load ${loadAverage()}`,
   );
-  const floor64 = await repeat(() => referenceStepRows(databaseUrl, `${schema}_f`, 64, refSteps * 8));
   const floorRatio = summarize(floor64.map((r) => r.stepsPerSecond)).median / summarize(group64.map((r) => r.stepsPerSecond)).median;
   note(
     "raw pg: a durable step's rows (Tessera's schema), group commit, 64 runs, steps/s",
     cell(floor64.map((r) => r.stepsPerSecond)),
     `${floorRatio.toFixed(2)} × group commit; ${cell(floor64.map((r) => r.walBytesPerStep))} bytes of WAL per step; load ${loadAverage()}`,
   );
-  // The same floor for a data model with fewer row writes: each effect's row written once, with its
-  // outcome. Not what Tessera writes; it tells what that change of data model would give at most.
-  const once1 = await repeat(() => referenceStepRows(databaseUrl, `${schema}_f`, 1, refSteps, true));
   const onceLatency = once1.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
   note(
     "raw pg: a step's rows if each effect row were written once (not Tessera's model), 1 run, steps/s",
     cell(once1.map((r) => r.stepsPerSecond)),
     `p50 ${percentile(onceLatency, 50).toFixed(3)} ms (${(percentile(onceLatency, 50) / percentile(singleLatency, 50)).toFixed(2)} × INSERT)`,
   );
-  const once64 = await repeat(() => referenceStepRows(databaseUrl, `${schema}_f`, 64, refSteps * 8, true));
   note(
     "raw pg: a step's rows if each effect row were written once (not Tessera's model), 64 runs, steps/s",
     cell(once64.map((r) => r.stepsPerSecond)),
@@ -120,11 +125,15 @@ try {
   // Untimed first: the first thousands of steps of a process run unoptimized code (measured: node CPU
   // per step at 1 run fell from ~1,300 to ~500 µs over the first 9,000 steps), and the references
   // are compiled long before their timed loops. A warm-up measures the runtime, not the JIT.
-  await warmUp("tessera pg", async () => {
-    const store = createPgStore({ connectionString: databaseUrl, schema: `${schema}_w`, poolSize: 8 });
-    await store.migrate();
-    return store;
-  });
+  await warmUp(
+    "tessera pg",
+    async () => {
+      const store = createPgStore({ connectionString: databaseUrl, schema: `${schema}_w`, poolSize: 8 });
+      await store.migrate();
+      return store;
+    },
+    { dropSchema: `${schema}_w` },
+  );
   const tessera: Record<string, unknown> = {};
   let ratio64 = NaN;
   let ratioFloor64 = NaN;
@@ -210,7 +219,7 @@ try {
       await store.migrate();
       return store;
     },
-    identity,
+    { identity, dropSchema: `${schema}_w` },
   );
   for (const c of quick
     ? [
@@ -250,7 +259,7 @@ try {
   await lite.migrate();
   // Warmed in the store the cells use (their rows stay in it): the PGlite cells report steps/s and
   // latency only, and a second database would warm another WebAssembly instance.
-  await warmUp("tessera pglite", async () => lite, undefined, false);
+  await warmUp("tessera pglite", async () => lite, { close: false });
   for (const c of quick
     ? [
         { concurrency: 1, runs: 10 },
@@ -280,7 +289,7 @@ try {
     databaseUrl,
     `${schema}_g`,
     sizes,
-    { warmUpSteps: quick ? 200 : 1000, windowSteps: quick ? 100 : 500 },
+    { warmUpSteps: quick ? 600 : 1000, windowSteps: quick ? 100 : 500 },
     note,
   );
   json.toolGrowth = await toolGrowth(
@@ -288,7 +297,7 @@ try {
     databaseUrl,
     `${schema}_tg`,
     sizes,
-    { warmUpSteps: quick ? 200 : 2000, windowSteps: quick ? 100 : 500 },
+    { warmUpSteps: quick ? 600 : 2000, windowSteps: quick ? 100 : 500 },
     note,
   );
 
@@ -341,20 +350,38 @@ async function identityCosts(): Promise<Array<{ name: string; median: string; ra
 
 /**
  * Runs the durable-steps workload untimed before a group of cells: 600 runs (60 with `--quick`) at
- * 16 in flight, then a tenth as many one at a time (the single-run path has its own code to
- * compile). Nothing of it is reported but its size and duration.
+ * 16 in flight, then half as many one at a time (the single-run path has code of its own to
+ * compile: measured, its node CPU per step still fell over 3,000 steps after the concurrent part).
+ * Nothing of it is reported but its size and duration. `dropSchema` is dropped afterwards, so that
+ * no table of the warm-up is vacuumed, analyzed or checkpointed while the cells are timed.
  */
-async function warmUp(label: string, open: () => Promise<Store>, identity?: BenchIdentity, close = true): Promise<void> {
+async function warmUp(
+  label: string,
+  open: () => Promise<Store>,
+  options: { identity?: BenchIdentity; close?: boolean; dropSchema?: string } = {},
+): Promise<void> {
   const store = await open();
   const started = performance.now();
+  const runs = quick ? 60 : 600;
   try {
-    const runs = quick ? 60 : 600;
-    await durableSteps(store, { concurrency: 16, runs, stepsPerRun, tag: randomUUID(), identity });
-    await durableSteps(store, { concurrency: 1, runs: runs / 10, stepsPerRun, tag: randomUUID(), identity });
-    note(`${label}: warm-up, untimed`, `${(runs * 1.1 * stepsPerRun).toFixed(0)} steps`, `${(performance.now() - started).toFixed(0)} ms`);
+    await durableSteps(store, { concurrency: 16, runs, stepsPerRun, tag: randomUUID(), identity: options.identity });
+    await durableSteps(store, { concurrency: 1, runs: runs / 2, stepsPerRun, tag: randomUUID(), identity: options.identity });
   } finally {
-    if (close) await store.close();
+    if (options.close ?? true) await store.close();
+    if (options.dropSchema !== undefined) await pool.query(`DROP SCHEMA IF EXISTS ${options.dropSchema} CASCADE`);
   }
+  note(`${label}: warm-up, untimed`, `${(runs * 1.5 * stepsPerRun).toFixed(0)} steps`, `${(performance.now() - started).toFixed(0)} ms`);
+}
+
+/** `reps` repetitions of two measures, alternating (a, b, a, b, …). */
+async function alternate<A, B>(a: () => Promise<A>, b: () => Promise<B>): Promise<[A[], B[]]> {
+  const as: A[] = [];
+  const bs: B[] = [];
+  for (let i = 0; i < reps; i++) {
+    as.push(await a());
+    bs.push(await b());
+  }
+  return [as, bs];
 }
 
 async function repeat<T>(fn: () => Promise<T>): Promise<T[]> {
