@@ -88,11 +88,11 @@ export interface VerifiedChain {
   readonly links: readonly VerifiedLink[];
   /** The tokens as presented, root first. */
   readonly tokens: readonly string[];
-  /** The directory epoch the verification holds for. */
+  /** The directory epoch the verification holds for (read with its last checks; audits name it on a miss). */
   readonly directoryEpoch: number;
   /** The status epoch (`statusEpochOf`) the verification holds for: a cached hit requires it unchanged. */
   readonly statusEpoch: number;
-  /** When it was verified (the context clock, ms): a hit requires it younger than `chainCacheTtlMs`. */
+  /** When the root-authority oracle was asked (the context clock, ms): a hit requires it at most `chainCacheTtlMs` old. */
   readonly verifiedAtMs: number;
 }
 
@@ -136,6 +136,8 @@ export async function verifyChain(chain: unknown, context: ChainContext): Promis
     checkRevocation(link.claims, hash, key.kid, index, context);
     checked.push({ decoded: decoded[index] as DecodedToken, parsed: link, hash, key });
   });
+  // The oracle's answer is as old as the question: a cached entry's age counts from here.
+  const askedAtMs = context.clock.now();
   await checkRootAuthority(checked[0] as CheckedLink, context);
   const currentDate = new Date(context.clock.now());
   await Promise.all(
@@ -156,7 +158,7 @@ export async function verifyChain(chain: unknown, context: ChainContext): Promis
       checkRevocation(link.parsed.claims, link.hash, link.key.kid, index, context);
     });
   }
-  return summarize(checked, chain, context.tenant, epoch, statusEpochOf(context.directory, context.tenant), context.clock.now());
+  return summarize(checked, chain, context.tenant, epoch, statusEpochOf(context.directory, context.tenant), askedAtMs);
 }
 
 /**

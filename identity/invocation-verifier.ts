@@ -132,12 +132,10 @@ async function verifyRequest(
   const decoded = decodeToken(request.invocation, "tessera-inv+jwt", "invocation");
   const invocation = parseInvocationClaims(decoded.payload);
   checkInvocationClaims(invocation, canonicalArgs, request.effectId, options);
-  const { chain, cache } = await resolveChain(request.chain, invocation.claims.prf, options, context);
+  const { chain, cache, directoryEpoch } = await resolveChain(request.chain, invocation.claims.prf, options, context);
   const claims = invocation.claims;
   if (claims.iss !== chain.holder) deny("ERR_AUTHZ_AUDIENCE", "invoker is not the chain holder", 10);
   const invoker = checkInvokerKey(claims, decoded.kid, options);
-  // The directory the decision was taken against: read with the invoker's key, in the same tick.
-  const directoryEpoch = options.directory.epoch(options.tenant);
   if (claims.sub !== chain.subject) deny("ERR_AUTHZ_LINKAGE", "invocation sub is not the chain's sub", 10);
   if (claims.prf !== chain.leafHash) deny("ERR_AUTHZ_LINKAGE", "invocation prf is not the hash of the leaf", 10);
   await verifySignature(decoded, {
@@ -277,12 +275,14 @@ async function resolveChain(
   prf: string,
   options: InvocationVerifierOptions,
   context: ChainContext,
-): Promise<{ chain: VerifiedChain; cache: "hit" | "miss" | "session" }> {
+): Promise<{ chain: VerifiedChain; cache: "hit" | "miss" | "session"; directoryEpoch: number }> {
   const leafHash = tokens === undefined ? prf : tokenHash(tokens[tokens.length - 1] as string);
   const cached = options.cache?.get(options.tenant, leafHash);
   // Keys certified or renewed since leave a verification valid; a retirement or compromise does not.
   const epoch = statusEpochOf(options.directory, options.tenant);
-  const stale = cached !== undefined && options.clock.now() - cached.verifiedAtMs > identityLimits.chainCacheTtlMs;
+  // An age out of [0, TTL] is stale: a clock that stepped back must not stretch the TTL.
+  const age = cached === undefined ? 0 : options.clock.now() - cached.verifiedAtMs;
+  const stale = cached !== undefined && !(age >= 0 && age <= identityLimits.chainCacheTtlMs);
   if (stale) options.cache?.delete(options.tenant, leafHash);
   if (cached !== undefined && !stale && cached.statusEpoch === epoch && (tokens === undefined || sameTokens(cached.tokens, tokens))) {
     try {
@@ -291,12 +291,13 @@ async function resolveChain(
       options.cache?.delete(options.tenant, leafHash);
       throw error;
     }
-    return { chain: cached, cache: tokens === undefined ? "session" : "hit" };
+    // The directory the hit was checked against: read in the same tick as the status epoch.
+    return { chain: cached, cache: tokens === undefined ? "session" : "hit", directoryEpoch: options.directory.epoch(options.tenant) };
   }
   if (tokens === undefined) return deny("ERR_AUTHZ_CHAIN_REQUIRED", "chain required: the executor has not cached it", 8);
   const chain = await verifyChain(tokens, context);
   options.cache?.set(chain);
-  return { chain, cache: "miss" };
+  return { chain, cache: "miss", directoryEpoch: chain.directoryEpoch };
 }
 
 function sameTokens(a: readonly string[], b: readonly string[]): boolean {

@@ -279,10 +279,13 @@ describe("attacks on chains (IDENTITY.md 0–31)", () => {
     const nowSeconds = Math.floor(world.clock.now() / 1000);
     const shortLived = await resignedLeaf({ exp: nowSeconds + 10 });
     await cachedTool.call(await invoke(world, shortLived));
+    // The entry is live (a hit) within the leaf's window...
+    world.clock.advance(5000);
+    expect((await cachedTool.call(await invoke(world, shortLived))).audit.verifier.cache).toBe("hit");
     const askedCold = asked;
-    // Past the leaf's expiry and the clock skew, well within chainCacheTtlMs.
-    world.clock.advance((10 + identityLimits.clockSkewSeconds + 5) * 1000);
-    expect((10 + identityLimits.clockSkewSeconds + 5) * 1000).toBeLessThan(identityLimits.chainCacheTtlMs);
+    // ...and still within chainCacheTtlMs when the leaf, past its expiry and the clock skew, is refused.
+    world.clock.advance((10 + identityLimits.clockSkewSeconds) * 1000);
+    expect((5 + 10 + identityLimits.clockSkewSeconds) * 1000).toBeLessThan(identityLimits.chainCacheTtlMs);
     const error = await expectDenied(cachedTool, invoke(world, shortLived), "ERR_AUTHZ_TIME");
     expect(error.step).toBe(7);
     // The oracle was not asked again and the failing hit evicted the entry: the cached path denied.

@@ -275,6 +275,23 @@ describe("cached verifications age out", () => {
     await expectDenied(aging, invoke(world, chain), "ERR_AUTHZ_ROOT");
     expect(asked).toBeGreaterThan(askedCold);
   });
+
+  it("a clock that steps back does not stretch the TTL: the entry counts as stale", async () => {
+    let granting = true;
+    const stepping = new CountingTool(
+      verifierFor(world, refundPolicy(world.acme), {
+        rootAuthority: async (request) => granting && (await world.rootAuthority(request)),
+      }),
+    );
+    world.clock.advance(30 * 60_000);
+    expect((await stepping.call(await invoke(world, chain))).audit.verifier.cache).toBe("miss");
+    granting = false;
+    // An NTP step back of 20 minutes, then 19 minutes later: 19 minutes after the verification by
+    // the wall clock, yet a negative age by the clock's own reading (the chain itself still valid).
+    world.clock.advance(-20 * 60_000);
+    world.clock.advance(19 * 60_000);
+    await expectDenied(stepping, invoke(world, chain), "ERR_AUTHZ_ROOT");
+  });
 });
 
 describe("replay store spanning executors", () => {

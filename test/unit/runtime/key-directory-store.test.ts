@@ -154,4 +154,46 @@ describe("the tenant key directory kept in the Store", () => {
     await here.sync("acme");
     await expect(call()).rejects.toMatchObject({ code: "ERR_AUTHZ_REVOKED" });
   });
+
+  it("a sync of one tenant's log does not hold up another tenant's", async () => {
+    const clock = new SimulatedClock(startMs);
+    const inner = createMemoryStore();
+    await inner.migrate();
+    // The store answers tenant a's log reads only when the test releases them.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const store = new Proxy(inner, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        if (property === "readDirectory") {
+          return async (...args: Parameters<typeof inner.readDirectory>) => {
+            if (args[0] === "a") await held;
+            return target.readDirectory(...args);
+          };
+        }
+        return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const writer = new StoreKeyDirectory(inner, clock, silent);
+    const authority = await TenantAuthority.create({ tenant: "b", clock });
+    await writer.addAuthority(authority.anchor());
+    const party = await newParty("tsr:b:agent:worker");
+    const certificate = await authority.certifyAgent({
+      principal: party.principal,
+      publicJwk: party.key.publicJwk,
+      type: "worker",
+      version: "1",
+      parent: null,
+      node: "n1",
+      leaseEpoch: 1,
+    });
+    await writer.registerIdentity(certificate.token, party.key.publicJwk);
+
+    const reader = new StoreKeyDirectory(store, clock, silent);
+    const syncA = reader.sync("a");
+    await reader.sync("b");
+    expect(reader.get("b", party.key.kid)?.principal).toBe(party.principal);
+    release();
+    await syncA;
+  });
 });
