@@ -91,21 +91,9 @@ try {
     single,
     single64: single64.map((r) => r.stepsPerSecond),
     group64: group64.map((r) => r.stepsPerSecond),
-    floor1: floor1.map((r) => ({
-      stepsPerSecond: r.stepsPerSecond,
-      p50Ms: percentile(
-        [...r.latenciesMs].sort((a, b) => a - b),
-        50,
-      ),
-    })),
+    floor1: floor1.map(rateAndP50),
     floor64: floor64.map((r) => r.stepsPerSecond),
-    effectRowOnce1: once1.map((r) => ({
-      stepsPerSecond: r.stepsPerSecond,
-      p50Ms: percentile(
-        [...r.latenciesMs].sort((a, b) => a - b),
-        50,
-      ),
-    })),
+    effectRowOnce1: once1.map(rateAndP50),
     effectRowOnce64: once64.map((r) => r.stepsPerSecond),
   };
 
@@ -371,6 +359,17 @@ async function warmUp(
     if (options.dropSchema !== undefined) await pool.query(`DROP SCHEMA IF EXISTS ${options.dropSchema} CASCADE`);
   }
   note(`${label}: warm-up, untimed`, `${(runs * 1.5 * stepsPerRun).toFixed(0)} steps`, `${(performance.now() - started).toFixed(0)} ms`);
+}
+
+/** A repetition's steps/s and latency p50, as the JSON records them. */
+function rateAndP50(r: { stepsPerSecond: number; latenciesMs: number[] }): { stepsPerSecond: number; p50Ms: number } {
+  return {
+    stepsPerSecond: r.stepsPerSecond,
+    p50Ms: percentile(
+      [...r.latenciesMs].sort((a, b) => a - b),
+      50,
+    ),
+  };
 }
 
 /** `reps` repetitions of two measures, alternating (a, b, a, b, …). */

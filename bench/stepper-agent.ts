@@ -56,34 +56,40 @@ export function stepperAgent(clock: StepClock) {
   });
 }
 
-/** An agent that waits for events and grows its history by one journal row per event. */
-export const idleAgent = defineAgent({
-  type: "idler",
-  version: 1,
-  tools: [],
-  machine: setup({ types: {} as { context: { n: number }; events: any } }).createMachine({
-    context: { n: 0 },
-    initial: "waiting",
-    states: { waiting: { on: { tick: { actions: assign({ n: ({ context }) => context.n + 1 }) } } } },
-  }),
-});
-
 /**
- * The {@link idleAgent}'s twin for timing: after each tick's step has committed, it calls
- * `committed` with the count the step reached (a non-durable action, run after the commit and never
- * on replay), so that a caller learns of the commit without polling the store.
+ * An agent that waits for `tick` events and counts them, one journal row per event; with
+ * `committed`, it calls it after each tick's step has committed with the count the step reached (a
+ * non-durable action, run after the commit and never on replay).
  */
-export function countingAgent(committed: (n: number) => void) {
+function tickCounter(type: string, committed?: (n: number) => void) {
   return defineAgent({
-    type: "counter",
+    type,
     version: 1,
     tools: [],
     machine: setup({ types: {} as { context: { n: number }; events: any } }).createMachine({
       context: { n: 0 },
       initial: "waiting",
       states: {
-        waiting: { on: { tick: { actions: [assign({ n: ({ context }) => context.n + 1 }), ({ context }) => committed(context.n)] } } },
+        waiting: {
+          on: {
+            tick: {
+              // Without a listener, no after-commit action at all (a step plans none).
+              actions:
+                committed === undefined
+                  ? assign({ n: ({ context }) => context.n + 1 })
+                  : [assign({ n: ({ context }) => context.n + 1 }), ({ context }) => committed(context.n)],
+            },
+          },
+        },
       },
     }),
   });
+}
+
+/** An agent that waits for events and grows its history by one journal row per event. */
+export const idleAgent = tickCounter("idler");
+
+/** The {@link idleAgent}'s twin for timing: a caller learns of each tick's commit without polling the store. */
+export function countingAgent(committed: (n: number) => void) {
+  return tickCounter("counter", committed);
 }

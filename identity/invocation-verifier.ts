@@ -277,14 +277,16 @@ async function resolveChain(
   context: ChainContext,
 ): Promise<{ chain: VerifiedChain; cache: "hit" | "miss" | "session"; directoryEpoch: number }> {
   const leafHash = tokens === undefined ? prf : tokenHash(tokens[tokens.length - 1] as string);
-  const cached = options.cache?.get(options.tenant, leafHash);
-  // Keys certified or renewed since leave a verification valid; a retirement or compromise does not.
-  const epoch = statusEpochOf(options.directory, options.tenant);
+  let cached = options.cache?.get(options.tenant, leafHash);
   // An age out of [0, TTL] is stale: a clock that stepped back must not stretch the TTL.
   const age = cached === undefined ? 0 : options.clock.now() - cached.verifiedAtMs;
-  const stale = cached !== undefined && !(age >= 0 && age <= identityLimits.chainCacheTtlMs);
-  if (stale) options.cache?.delete(options.tenant, leafHash);
-  if (cached !== undefined && !stale && cached.statusEpoch === epoch && (tokens === undefined || sameTokens(cached.tokens, tokens))) {
+  if (cached !== undefined && !(age >= 0 && age <= identityLimits.chainCacheTtlMs)) {
+    options.cache?.delete(options.tenant, leafHash);
+    cached = undefined;
+  }
+  // Keys certified or renewed since leave a verification valid; a retirement or compromise does not.
+  const epoch = statusEpochOf(options.directory, options.tenant);
+  if (cached !== undefined && cached.statusEpoch === epoch && (tokens === undefined || sameTokens(cached.tokens, tokens))) {
     try {
       recheckVerifiedChain(cached, context);
     } catch (error) {

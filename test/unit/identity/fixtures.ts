@@ -23,6 +23,7 @@ import {
 } from "../../../identity/index.js";
 import type {
   Capability,
+  KeyDirectory,
   InvocationRequest,
   InvocationVerifier,
   InvocationVerifierOptions,
@@ -161,12 +162,7 @@ async function createTenant(tenant: string, clock: SimulatedClock, directory: Me
 }
 
 /** Certifies (or re-certifies) an agent's key under a lease epoch and registers it. */
-export async function certifyAgent(
-  authority: TenantAuthority,
-  directory: MemoryKeyDirectory,
-  party: Party,
-  leaseEpoch: number,
-): Promise<void> {
+export async function certifyAgent(authority: TenantAuthority, directory: KeyDirectory, party: Party, leaseEpoch: number): Promise<void> {
   const certificate = await authority.certifyAgent({
     principal: party.principal,
     publicJwk: party.key.publicJwk,

@@ -14,7 +14,7 @@ import {
 } from "../../../identity/index.js";
 import { createMemoryStore } from "../../../persistence/memory/index.js";
 import { silent } from "../../helpers/silent-logger.js";
-import { newParty, startMs, type Party } from "../identity/fixtures.js";
+import { certifyAgent, newParty, startMs } from "../identity/fixtures.js";
 
 describe("the tenant key directory kept in the Store", () => {
   it("lets another node (or a restarted one) resolve keys certified elsewhere, and only valid ones", async () => {
@@ -78,27 +78,13 @@ describe("the tenant key directory kept in the Store", () => {
     const authority = await TenantAuthority.create({ tenant: "acme", clock });
     await here.addAuthority(authority.anchor());
     await there.addAuthority(authority.anchor());
-    const certify = async (directory: StoreKeyDirectory, party: Party, leaseEpoch?: number): Promise<void> => {
-      const certificate =
-        leaseEpoch === undefined
-          ? await authority.certifyHuman({ principal: party.principal, publicJwk: party.key.publicJwk, acr: "mfa", amr: ["pwd"] })
-          : await authority.certifyAgent({
-              principal: party.principal,
-              publicJwk: party.key.publicJwk,
-              type: "worker",
-              version: "1",
-              parent: null,
-              node: "n1",
-              leaseEpoch,
-            });
-      await directory.registerIdentity(certificate.token, party.key.publicJwk);
-    };
     const alice = await newParty("tsr:acme:user:alice");
     const orchestrator = await newParty("tsr:acme:agent:orchestrator");
     const worker = await newParty("tsr:acme:agent:worker");
-    await certify(here, alice);
-    await certify(here, orchestrator, 1);
-    await certify(here, worker, 1);
+    const human = await authority.certifyHuman({ principal: alice.principal, publicJwk: alice.key.publicJwk, acr: "mfa", amr: ["pwd"] });
+    await here.registerIdentity(human.token, alice.key.publicJwk);
+    await certifyAgent(authority, here, orchestrator, 1);
+    await certifyAgent(authority, here, worker, 1);
     await there.sync("acme");
     const caps = [{ res: "tool:lookup", act: "/invoke", cav: [] }];
     const root = await issueRootLink(alice, { aud: orchestrator.principal, caps, mdl: 2, clock });
@@ -131,9 +117,9 @@ describe("the tenant key directory kept in the Store", () => {
 
     // The other node certifies a key of its own actor's and renews the worker's: replayed here, both
     // change the directory but withdraw nothing, so the cached chain still counts.
-    await certify(there, await newParty("tsr:acme:agent:spawned"), 1);
+    await certifyAgent(authority, there, await newParty("tsr:acme:agent:spawned"), 1);
     clock.advance(1000);
-    await certify(there, worker, 1);
+    await certifyAgent(authority, there, worker, 1);
     const epoch = here.epoch("acme");
     const statusEpoch = here.statusEpoch("acme");
     await here.sync("acme");
@@ -144,7 +130,7 @@ describe("the tenant key directory kept in the Store", () => {
     // The orchestrator's actor moves to the other node (lease epoch 2): its new key retires the old
     // one. The chain is verified again, and still holds (the link predates the retirement).
     clock.advance(1000);
-    await certify(there, await newParty(orchestrator.principal), 2);
+    await certifyAgent(authority, there, await newParty(orchestrator.principal), 2);
     await here.sync("acme");
     expect(here.statusEpoch("acme")).toBe(statusEpoch + 1);
     expect((await call()).audit.verifier.cache).toBe("miss");
@@ -178,16 +164,7 @@ describe("the tenant key directory kept in the Store", () => {
     const authority = await TenantAuthority.create({ tenant: "b", clock });
     await writer.addAuthority(authority.anchor());
     const party = await newParty("tsr:b:agent:worker");
-    const certificate = await authority.certifyAgent({
-      principal: party.principal,
-      publicJwk: party.key.publicJwk,
-      type: "worker",
-      version: "1",
-      parent: null,
-      node: "n1",
-      leaseEpoch: 1,
-    });
-    await writer.registerIdentity(certificate.token, party.key.publicJwk);
+    await certifyAgent(authority, writer, party, 1);
 
     const reader = new StoreKeyDirectory(store, clock, silent);
     const syncA = reader.sync("a");
